@@ -1,0 +1,1 @@
+"""Allocation service: road graph, incidents, allocation plans, dispatch, re-planning, restocking."""

@@ -1,0 +1,36 @@
+"""Inventory service: warehouses, items, the stock ledger, transfers, stocktakes, reservations."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+from shared import logs
+from shared.config import Settings, load_settings
+from shared.db import Database
+from shared.web import ServiceContext, install
+
+API_SPEC = {
+    "API_TITLE": "emsupply inventory",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.1.0",
+    "OPENAPI_URL_PREFIX": "/api/v1",
+    "OPENAPI_JSON_PATH": "openapi.json",
+}
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> Flask:
+    """The inventory service: settings, database, API blueprints, shared glue, in that order."""
+    from inventory_svc.api import catalog, holds, stock
+    from inventory_svc.models import idempotency
+
+    settings = settings or load_settings("inventory")
+    logs.configure("inventory")
+    app = Flask("inventory_svc")
+    app.config.update(API_SPEC)
+    api = Api(app)
+    for blueprint in (catalog.blp, stock.blp, holds.blp):
+        api.register_blueprint(blueprint)
+    install(app, ServiceContext(settings, database or Database(settings.database_url),
+                                idempotency))
+    return app

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from inventory_svc import catalog
+from inventory_svc.schemas import (ItemIn, ItemOut, ItemPage, WarehouseIn, WarehouseOut,
+                                   WarehousePage, WarehousePatch, WarehouseQuery)
+from shared.schemas import PageQuery, page
+from shared.web import context, run_command
+
+blp = Blueprint("warehouses", __name__, url_prefix="/api/v1",
+                description="The four-level depot tree and the item catalogue")
+
+
+@blp.route("/warehouses")
+class Warehouses(MethodView):
+    @blp.arguments(WarehouseQuery, location="query")
+    @blp.response(200, WarehousePage)
+    def get(self, query):
+        """List warehouses, by level, parent or status"""
+        with context().db.reading() as session:
+            rows = catalog.list_warehouses(session, query.get("level"), query.get("parent"),
+                                           query.get("status"), query["limit"], query["cursor"])
+            return page(rows, query["limit"])
+
+    @blp.arguments(WarehouseIn)
+    @blp.response(201, WarehouseOut)
+    def post(self, data):
+        """Create a warehouse (admin); its parent is exactly one level up"""
+        return run_command(catalog.create_warehouse, data, schema=WarehouseOut())
+
+
+@blp.route("/warehouses/<code>")
+class WarehouseByCode(MethodView):
+    @blp.response(200, WarehouseOut)
+    def get(self, code):
+        """One warehouse"""
+        with context().db.reading() as session:
+            return catalog.get_warehouse(session, code)
+
+    @blp.arguments(WarehousePatch)
+    @blp.response(200, WarehouseOut)
+    def patch(self, data, code):
+        """Change a warehouse's name, status, place or parent (admin)"""
+        return run_command(catalog.update_warehouse, code, data, schema=WarehouseOut(),
+                           status=200)
+
+
+@blp.route("/items")
+class Items(MethodView):
+    @blp.arguments(PageQuery, location="query")
+    @blp.response(200, ItemPage)
+    def get(self, query):
+        """The item catalogue"""
+        with context().db.reading() as session:
+            return page(catalog.list_items(session, query["limit"], query["cursor"]),
+                        query["limit"])
+
+    @blp.arguments(ItemIn)
+    @blp.response(201, ItemOut)
+    def post(self, data):
+        """Add an item to the catalogue (admin)"""
+        return run_command(catalog.create_item, data, schema=ItemOut())
+
+
+@blp.route("/items/<sku>")
+class ItemBySku(MethodView):
+    @blp.response(200, ItemOut)
+    def get(self, sku):
+        """One item"""
+        with context().db.reading() as session:
+            return catalog.get_item(session, sku)

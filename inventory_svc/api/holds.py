@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from inventory_svc import reservations, transfers
+from inventory_svc.schemas import (ReceiptIn, ReservationIn, ReservationOut, TransferIn,
+                                   TransferOut, TransferPage, TransferQuery)
+from shared.schemas import page
+from shared.web import context, current_identity, run_command
+
+blp = Blueprint("holds", __name__, url_prefix="/api/v1",
+                description="Transfers between depots and reservations for plans")
+
+
+@blp.route("/transfers")
+class Transfers(MethodView):
+    @blp.arguments(TransferQuery, location="query")
+    @blp.response(200, TransferPage)
+    def get(self, query):
+        """Transfers touching a warehouse, by status"""
+        with context().db.reading() as session:
+            rows = transfers.list_transfers(session, query.get("warehouse"), query.get("status"),
+                                            query["limit"], query["cursor"])
+            return page(rows, query["limit"])
+
+    @blp.arguments(TransferIn)
+    @blp.response(201, TransferOut)
+    def post(self, data):
+        """Send stock: it leaves the source now and is in transit until received"""
+        return run_command(transfers.create_transfer, data, schema=TransferOut())
+
+
+@blp.route("/transfers/<int:transfer_id>")
+class TransferById(MethodView):
+    @blp.response(200, TransferOut)
+    def get(self, transfer_id):
+        """One transfer"""
+        with context().db.reading() as session:
+            return transfers.get_transfer(session, transfer_id)
+
+
+@blp.route("/transfers/<int:transfer_id>/receive")
+class TransferReceipt(MethodView):
+    @blp.arguments(ReceiptIn)
+    @blp.response(200, TransferOut)
+    def post(self, data, transfer_id):
+        """Receive a transfer; a short line needs a reason"""
+        return run_command(transfers.receive_transfer, transfer_id, data, schema=TransferOut(),
+                           status=200)
+
+
+@blp.route("/reservations")
+class Reservations(MethodView):
+    @blp.arguments(ReservationIn)
+    @blp.response(201, ReservationOut)
+    def post(self, data):
+        """Hold stock, all lines or none; 409 lists every shortfall"""
+        ttl = context().settings.reservation_ttl_s
+        return run_command(reservations.create_reservation, data, ttl, schema=ReservationOut())
+
+
+@blp.route("/reservations/<int:reservation_id>")
+class ReservationById(MethodView):
+    @blp.response(200, ReservationOut)
+    def get(self, reservation_id):
+        """One reservation (an expired hold shows as expired)"""
+        with context().db.unit_of_work() as session:
+            return reservations.show_reservation(session, current_identity(), reservation_id)
+
+
+@blp.route("/reservations/<int:reservation_id>/commit")
+class ReservationCommit(MethodView):
+    @blp.response(200, ReservationOut)
+    def post(self, reservation_id):
+        """Issue the held stock: it leaves the depots"""
+        return run_command(reservations.commit_reservation, reservation_id,
+                           schema=ReservationOut(), status=200)
+
+
+@blp.route("/reservations/<int:reservation_id>/release")
+class ReservationRelease(MethodView):
+    @blp.response(200, ReservationOut)
+    def post(self, reservation_id):
+        """Free the held stock"""
+        return run_command(reservations.release_reservation, reservation_id,
+                           schema=ReservationOut(), status=200)

@@ -1,0 +1,140 @@
+"""The four-level warehouse tree and the item catalogue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from inventory_svc.models import Item, Warehouse
+from shared.auth import Identity
+from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+LEVELS = ("prefecture", "county", "township", "village")
+STATUSES = ("active", "under_construction", "planned", "closed")
+PARENT_LEVEL = {"county": "prefecture", "township": "county", "village": "township"}
+
+
+def get_warehouse(session: Session, code: str, field: str | None = None) -> Warehouse:
+    """The warehouse of `code`: 404 when named in the path, 422 naming `field` in a body."""
+    warehouse = session.scalar(select(Warehouse).where(Warehouse.code == code))
+    if warehouse is None:
+        _missing(f"no warehouse with code {code!r}", field)
+    return warehouse
+
+
+def get_item(session: Session, sku: str, field: str | None = None) -> Item:
+    item = session.scalar(select(Item).where(Item.sku == sku))
+    if item is None:
+        _missing(f"no item with sku {sku!r}", field)
+    return item
+
+
+def _missing(detail: str, field: str | None) -> None:
+    if field is None:
+        raise NotFound(detail)
+    raise InvalidInput(detail, errors={field: [detail]})
+
+
+def require_scope(identity: Identity, warehouse: Warehouse, *roles: str) -> None:
+    """Admins (and `roles`) act anywhere; a keeper only on the subtrees named on the token."""
+    if identity.role == "admin" or identity.role in roles:
+        return
+    if identity.role == "keeper":
+        if any(f"/{code}/" in warehouse.path for code in identity.scope):
+            return
+        raise Forbidden(f"warehouse {warehouse.code} is outside this keeper's scope")
+    raise Forbidden(f"role {identity.role!r} may not change stock")
+
+
+def _parent_for(session: Session, level: str, parent_code: str | None) -> Warehouse | None:
+    expected = PARENT_LEVEL.get(level)
+    if expected is None:
+        if parent_code:
+            raise InvalidInput("the prefecture depot has no parent",
+                               errors={"parent": ["must be empty for level prefecture"]})
+        return None
+    if not parent_code:
+        raise InvalidInput(f"a {level} needs a parent of level {expected}",
+                           errors={"parent": [f"required: a {expected} code"]})
+    parent = get_warehouse(session, parent_code, "parent")
+    if parent.level != expected:
+        raise InvalidInput(f"the parent of a {level} must be a {expected}, not a {parent.level}",
+                           errors={"parent": [f"must be a {expected}, {parent_code} is a "
+                                              f"{parent.level}"]})
+    return parent
+
+
+def create_warehouse(session: Session, identity: Identity, data: dict[str, Any]) -> Warehouse:
+    identity.require("admin")
+    parent = _parent_for(session, data["level"], data.get("parent"))
+    if parent is None and session.scalar(
+            select(func.count()).where(Warehouse.level == "prefecture")):
+        raise Conflict("there is already a prefecture depot", errors={"level": ["only one"]})
+    now = datetime.now(UTC)
+    warehouse = Warehouse(
+        code=data["code"], name=data["name"], level=data["level"], parent=parent,
+        path=(parent.path if parent else "/") + data["code"] + "/",
+        status=data.get("status", "active"), lon=data.get("lon"), lat=data.get("lat"),
+        road_node=data.get("road_node"), created_at=now, updated_at=now)
+    session.add(warehouse)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"warehouse {data['code']!r} already exists",
+                       errors={"code": ["already exists"]}) from None
+    return warehouse
+
+
+def update_warehouse(session: Session, identity: Identity, code: str,
+                     data: dict[str, Any]) -> Warehouse:
+    identity.require("admin")
+    warehouse = get_warehouse(session, code)
+    if "parent" in data and (data["parent"] or None) != (
+            warehouse.parent.code if warehouse.parent else None):
+        parent = _parent_for(session, warehouse.level, data["parent"])
+        old_path = warehouse.path
+        new_path = parent.path + warehouse.code + "/"
+        session.execute(update(Warehouse).where(Warehouse.path.startswith(old_path))
+                        .values(path=func.replace(Warehouse.path, old_path, new_path))
+                        .execution_options(synchronize_session=False))
+        session.expire(warehouse)
+        warehouse.parent_id = parent.id
+    for key in ("name", "status", "lon", "lat", "road_node"):
+        if key in data:
+            setattr(warehouse, key, data[key])
+    warehouse.updated_at = datetime.now(UTC)
+    session.flush()
+    return warehouse
+
+
+def list_warehouses(session: Session, level: str | None, parent: str | None,
+                    status: str | None, limit: int, after: int) -> list[Warehouse]:
+    query = select(Warehouse).where(Warehouse.id > after).order_by(Warehouse.id).limit(limit)
+    if level:
+        query = query.where(Warehouse.level == level)
+    if status:
+        query = query.where(Warehouse.status == status)
+    if parent:
+        query = query.where(Warehouse.parent_id == get_warehouse(session, parent, "parent").id)
+    return list(session.scalars(query))
+
+
+def create_item(session: Session, identity: Identity, data: dict[str, Any]) -> Item:
+    identity.require("admin")
+    item = Item(**data)
+    session.add(item)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"item {data['sku']!r} already exists",
+                       errors={"sku": ["already exists"]}) from None
+    return item
+
+
+def list_items(session: Session, limit: int, after: int) -> list[Item]:
+    return list(session.scalars(select(Item).where(Item.id > after).order_by(Item.id)
+                                .limit(limit)))

@@ -1,0 +1,180 @@
+"""Inventory tables. Balances live beside the ledger and are changed in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime, Float,
+                        ForeignKey, Index, Integer, MetaData, String, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from shared.tables import idempotency_table, outbox_table
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+idempotency = idempotency_table(Base.metadata)
+outbox = outbox_table(Base.metadata)
+
+
+class Warehouse(Base):
+    __tablename__ = "warehouses"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(16), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("warehouses.id"), index=True)
+    # "/QDN/KL/KL-T01/": the codes from the prefecture down, for subtree and scope checks.
+    path: Mapped[str] = mapped_column(String(400), index=True)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    road_node: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    parent: Mapped[Warehouse | None] = relationship(remote_side=[id], lazy="joined",
+                                                    join_depth=1)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_zh: Mapped[str | None] = mapped_column(String(200))
+    unit: Mapped[str] = mapped_column(String(24))
+    category: Mapped[str] = mapped_column(String(40))
+    unit_weight_kg: Mapped[float] = mapped_column(Float, default=0.0)
+    perishable: Mapped[bool] = mapped_column(Boolean, default=False)
+    per_person: Mapped[float] = mapped_column(Float, default=0.0)
+    per_person_day: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Stock(Base):
+    """The balance of one item at one warehouse; the sum of its ledger lines, always."""
+
+    __tablename__ = "stock"
+    __table_args__ = (
+        UniqueConstraint("warehouse_id", "item_id"),
+        CheckConstraint("on_hand >= 0", name="on_hand_not_negative"),
+        CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="reserved_within_on_hand"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    on_hand: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    min: Mapped[int] = mapped_column(BigInteger, default=0)
+    target: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    warehouse: Mapped[Warehouse] = relationship(lazy="joined")
+    item: Mapped[Item] = relationship(lazy="joined")
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+class Lot(Base):
+    """Part of a balance with its own expiry; lot "" holds stock received without a lot."""
+
+    __tablename__ = "lots"
+    __table_args__ = (
+        UniqueConstraint("stock_id", "lot"),
+        CheckConstraint("on_hand >= 0", name="lot_not_negative"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    stock_id: Mapped[int] = mapped_column(ForeignKey("stock.id"), index=True)
+    lot: Mapped[str] = mapped_column(String(64), default="")
+    expires_on: Mapped[date | None] = mapped_column(Date)
+    on_hand: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Movement(Base):
+    """One immutable line of the stock card; `quantity` is signed (+ in, - out)."""
+
+    __tablename__ = "movements"
+    __table_args__ = (Index("ix_movements_stock_card", "warehouse_id", "item_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    lot: Mapped[str] = mapped_column(String(64), default="")
+    expires_on: Mapped[date | None] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(String(400))
+    reference: Mapped[str | None] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(120))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+    warehouse: Mapped[Warehouse] = relationship(lazy="joined")
+    item: Mapped[Item] = relationship(lazy="joined")
+
+
+class Transfer(Base):
+    __tablename__ = "transfers"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"), index=True)
+    destination_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reference: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_by: Mapped[str | None] = mapped_column(String(120))
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    source: Mapped[Warehouse] = relationship(foreign_keys=[source_id], lazy="joined")
+    destination: Mapped[Warehouse] = relationship(foreign_keys=[destination_id], lazy="joined")
+    lines: Mapped[list[TransferLine]] = relationship(lazy="selectin", order_by="TransferLine.id")
+
+
+class TransferLine(Base):
+    __tablename__ = "transfer_lines"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    transfer_id: Mapped[int] = mapped_column(ForeignKey("transfers.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    # The lots that left the source, [{"lot", "expires_on", "quantity"}], to arrive as they left.
+    lots: Mapped[list] = mapped_column(JSON)
+    received: Mapped[int | None] = mapped_column(BigInteger)
+    shortfall_reason: Mapped[str | None] = mapped_column(String(400))
+
+    item: Mapped[Item] = relationship(lazy="joined")
+
+
+class Reservation(Base):
+    __tablename__ = "reservations"
+    __table_args__ = (Index("ix_reservations_due", "status", "expires_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    lines: Mapped[list[ReservationLine]] = relationship(lazy="selectin",
+                                                        order_by="ReservationLine.id")
+
+
+class ReservationLine(Base):
+    __tablename__ = "reservation_lines"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    reservation_id: Mapped[int] = mapped_column(ForeignKey("reservations.id"), index=True)
+    stock_id: Mapped[int] = mapped_column(ForeignKey("stock.id"))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+
+    stock: Mapped[Stock] = relationship(lazy="joined")

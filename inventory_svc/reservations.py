@@ -1,0 +1,145 @@
+"""All-or-none holds on stock for a plan: made at once, committed into issues at dispatch,
+released on cancel, and freed by themselves when their time to live runs out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from inventory_svc import catalog, ledger
+from inventory_svc.models import Item, Reservation, ReservationLine, Stock, Warehouse
+from shared.auth import Identity
+from shared.errors import Conflict, NotFound
+
+HELD, COMMITTED, RELEASED, EXPIRED = "held", "committed", "released", "expired"
+ROLES = ("admin", "service", "integration")
+
+
+class Shortfall(Conflict):
+    slug, title = "shortfall", "Not enough stock to hold"
+
+
+def create_reservation(session: Session, identity: Identity, data: dict[str, Any],
+                       ttl_s: int) -> Reservation:
+    identity.require(*ROLES)
+    expire_due(session)
+    wanted: dict[tuple[str, str], int] = {}
+    for line in data["lines"]:
+        key = (line["warehouse"], line["item"])
+        wanted[key] = wanted.get(key, 0) + line["quantity"]
+    rows = []
+    for (code, sku), quantity in wanted.items():
+        warehouse = catalog.get_warehouse(session, code, "lines.warehouse")
+        item = catalog.get_item(session, sku, "lines.item")
+        rows.append((ledger.stock_row(session, warehouse, item), code, sku, quantity))
+    rows.sort()  # one lock order for every reservation: no deadlock between two of them
+    shortfalls = []
+    for stock_id, code, sku, quantity in rows:
+        held = session.execute(update(Stock).where(
+            Stock.id == stock_id, Stock.on_hand - Stock.reserved >= quantity)
+            .values(reserved=Stock.reserved + quantity).returning(Stock.id)).first()
+        if held is None:
+            available = session.scalar(select(Stock.on_hand - Stock.reserved)
+                                       .where(Stock.id == stock_id))
+            shortfalls.append({"warehouse": code, "item": sku, "requested": quantity,
+                               "available": available, "short": quantity - available})
+    if shortfalls:
+        raise Shortfall(f"{len(shortfalls)} line(s) cannot be held: " + "; ".join(
+            f"{s['warehouse']} {s['item']} short {s['short']}" for s in shortfalls),
+            extra={"shortfalls": shortfalls})
+    now = datetime.now(UTC)
+    ttl = data.get("ttl_seconds") or ttl_s
+    reservation = Reservation(status=HELD, reference=data.get("reference"),
+                              created_by=identity.actor, created_at=now,
+                              expires_at=now + timedelta(seconds=ttl))
+    reservation.lines = [ReservationLine(stock_id=stock_id, quantity=quantity)
+                         for stock_id, _code, _sku, quantity in rows]
+    session.add(reservation)
+    session.flush()
+    return reservation
+
+
+def get_reservation(session: Session, reservation_id: int, *, lock: bool = False) -> Reservation:
+    query = select(Reservation).where(Reservation.id == reservation_id)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=Reservation)
+    reservation = session.scalar(query)
+    if reservation is None:
+        raise NotFound(f"no reservation {reservation_id}")
+    return reservation
+
+
+def show_reservation(session: Session, identity: Identity, reservation_id: int) -> Reservation:
+    expire_due(session)
+    return get_reservation(session, reservation_id)
+
+
+def commit_reservation(session: Session, identity: Identity, reservation_id: int) -> Reservation:
+    """Turn the hold into issues (stock leaves the depots), earliest expiry first."""
+    identity.require(*ROLES)
+    reservation = _open(session, reservation_id)
+    for line in reservation.lines:
+        ledger.remove_stock(session, session.get(Warehouse, line.stock.warehouse_id),
+                            session.get(Item, line.stock.item_id), line.quantity, "issue",
+                            identity.actor, reason="reservation committed",
+                            reference=reservation.reference or f"reservation:{reservation.id}",
+                            from_reserved=True)
+    return _close(reservation, COMMITTED)
+
+
+def release_reservation(session: Session, identity: Identity, reservation_id: int) -> Reservation:
+    identity.require(*ROLES)
+    reservation = get_reservation(session, reservation_id, lock=True)
+    if reservation.status in (RELEASED, EXPIRED):
+        return reservation
+    if reservation.status == COMMITTED:
+        raise Conflict(f"reservation {reservation_id} was committed; its stock has left")
+    _unhold(session, reservation)
+    return _close(reservation, RELEASED)
+
+
+def expire_due(session: Session, now: datetime | None = None) -> int:
+    """Free every hold whose time is up. Cheap when there is none (an indexed look-up)."""
+    now = now or datetime.now(UTC)
+    due = select(Reservation).where(Reservation.status == HELD, Reservation.expires_at <= now)
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True, of=Reservation)
+    count = 0
+    for reservation in session.scalars(due):
+        _unhold(session, reservation)
+        _close(reservation, EXPIRED, now)
+        count += 1
+    if count:
+        session.flush()
+    return count
+
+
+def _open(session: Session, reservation_id: int) -> Reservation:
+    reservation = get_reservation(session, reservation_id, lock=True)
+    if reservation.status == HELD and _aware(reservation.expires_at) <= datetime.now(UTC):
+        _unhold(session, reservation)
+        _close(reservation, EXPIRED)
+        session.flush()
+    if reservation.status != HELD:
+        raise Conflict(f"reservation {reservation_id} is {reservation.status}, not held",
+                       extra={"reservation_status": reservation.status})
+    return reservation
+
+
+def _unhold(session: Session, reservation: Reservation) -> None:
+    for line in sorted(reservation.lines, key=lambda each: each.stock_id):
+        session.execute(update(Stock).where(Stock.id == line.stock_id)
+                        .values(reserved=Stock.reserved - line.quantity))
+
+
+def _close(reservation: Reservation, status: str, now: datetime | None = None) -> Reservation:
+    reservation.status = status
+    reservation.closed_at = now or datetime.now(UTC)
+    return reservation
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,284 @@
+"""What goes in and out of the inventory API. Separate schemas for query, body and output."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from inventory_svc.catalog import LEVELS, STATUSES
+from inventory_svc.ledger import KINDS
+from shared.schemas import (CODE, MAX_QUANTITY, PageQuery, Quantity, StrictSchema, UtcDateTime,
+                            page_schema)
+
+Text = lambda n, **kw: fields.String(validate=validate.Length(1, n), **kw)  # noqa: E731
+
+
+class WarehouseIn(StrictSchema):
+    code = fields.String(required=True, validate=CODE)
+    name = Text(200, required=True)
+    level = fields.String(required=True, validate=validate.OneOf(LEVELS))
+    parent = fields.String(allow_none=True, validate=CODE)
+    status = fields.String(load_default="active", validate=validate.OneOf(STATUSES))
+    lon = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
+    lat = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
+    road_node = Text(64, allow_none=True)
+
+
+class WarehousePatch(StrictSchema):
+    name = Text(200)
+    parent = fields.String(allow_none=True, validate=CODE)
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    lon = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
+    lat = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
+    road_node = Text(64, allow_none=True)
+
+
+class WarehouseOut(Schema):
+    code = fields.String()
+    name = fields.String()
+    level = fields.String()
+    parent = fields.Function(lambda w: w.parent.code if w.parent else None)
+    status = fields.String()
+    lon = fields.Float(allow_none=True)
+    lat = fields.Float(allow_none=True)
+    road_node = fields.String(allow_none=True)
+    path = fields.Function(lambda w: [p for p in w.path.split("/") if p])
+    updated_at = UtcDateTime()
+
+
+class WarehouseQuery(PageQuery):
+    level = fields.String(validate=validate.OneOf(LEVELS))
+    parent = fields.String(validate=CODE)
+    status = fields.String(validate=validate.OneOf(STATUSES))
+
+
+class ItemIn(StrictSchema):
+    sku = fields.String(required=True, validate=CODE)
+    name = Text(200, required=True)
+    name_zh = Text(200, allow_none=True)
+    unit = Text(24, required=True)
+    category = Text(40, load_default="general")
+    unit_weight_kg = fields.Float(load_default=0.0, validate=validate.Range(0, 100_000))
+    perishable = fields.Boolean(load_default=False)
+    per_person = fields.Float(load_default=0.0, validate=validate.Range(0, 1_000))
+    per_person_day = fields.Float(load_default=0.0, validate=validate.Range(0, 1_000))
+
+
+class ItemOut(ItemIn):
+    class Meta:
+        unknown = None
+
+
+class MovementIn(StrictSchema):
+    warehouse = fields.String(required=True, validate=CODE)
+    item = fields.String(required=True, validate=CODE)
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    quantity = fields.Integer(
+        required=True, strict=True,
+        validate=[validate.Range(-MAX_QUANTITY, MAX_QUANTITY),
+                  validate.NoneOf([0], error="must not be 0")],
+        metadata={"description": "positive; an adjustment may be negative"})
+    lot = Text(64)
+    expires_on = fields.Date()
+    reason = Text(400)
+    reference = Text(200)
+
+
+class MovementBatchIn(StrictSchema):
+    lines = fields.List(fields.Nested(MovementIn), required=True,
+                        validate=validate.Length(1, 500))
+
+
+class LedgerLineOut(Schema):
+    id = fields.Integer()
+    warehouse = fields.Function(lambda m: m.warehouse.code)
+    item = fields.Function(lambda m: m.item.sku)
+    kind = fields.String()
+    quantity = fields.Integer()
+    balance_after = fields.Integer()
+    lot = fields.String()
+    expires_on = fields.Date(allow_none=True)
+    reason = fields.String(allow_none=True)
+    reference = fields.String(allow_none=True)
+    actor = fields.String()
+    at = UtcDateTime()
+
+
+class BalanceFields(Schema):
+    warehouse = fields.Function(lambda s: s.warehouse.code)
+    item = fields.Function(lambda s: s.item.sku)
+    on_hand = fields.Integer()
+    reserved = fields.Integer()
+    available = fields.Integer()
+    min = fields.Integer()
+    target = fields.Integer()
+
+
+class PostedOut(BalanceFields):
+    kind = fields.String()
+    quantity = fields.Integer()
+    lines = fields.List(fields.Nested(LedgerLineOut))
+
+
+class BatchOut(Schema):
+    lines = fields.List(fields.Nested(PostedOut))
+
+
+class MovementQuery(PageQuery):
+    warehouse = fields.String(validate=CODE)
+    item = fields.String(validate=CODE)
+    since = UtcDateTime()
+
+
+class StockQuery(PageQuery):
+    warehouse = fields.String(validate=CODE)
+    item = fields.String(validate=CODE)
+    subtree = fields.Boolean(load_default=False)
+    below_min = fields.Boolean(load_default=False)
+
+
+class SummaryQuery(StrictSchema):
+    item = fields.String(validate=CODE)
+    by = fields.String(load_default="level", validate=validate.OneOf(("level", "county")))
+
+
+class SummaryRow(Schema):
+    group = fields.String()
+    item = fields.String()
+    on_hand = fields.Integer()
+    reserved = fields.Integer()
+    available = fields.Integer()
+    min = fields.Integer()
+    warehouses = fields.Integer()
+
+
+class SummaryOut(Schema):
+    by = fields.String()
+    rows = fields.List(fields.Nested(SummaryRow))
+
+
+class LevelIn(StrictSchema):
+    item = fields.String(required=True, validate=CODE)
+    min = Quantity(required=True, min=0)
+    target = Quantity(required=True, min=0)
+
+
+class LevelsIn(StrictSchema):
+    levels = fields.List(fields.Nested(LevelIn), required=True, validate=validate.Length(1, 1000))
+
+
+class LevelsOut(Schema):
+    levels = fields.List(fields.Nested(BalanceFields))
+
+
+class CountIn(StrictSchema):
+    item = fields.String(required=True, validate=CODE)
+    counted = Quantity(required=True, min=0)
+    lot = Text(64)
+    expires_on = fields.Date()
+
+
+class StocktakeIn(StrictSchema):
+    warehouse = fields.String(required=True, validate=CODE)
+    counts = fields.List(fields.Nested(CountIn), required=True, validate=validate.Length(1, 1000))
+    reason = Text(400)
+    reference = Text(200)
+
+
+class DifferenceOut(Schema):
+    item = fields.String()
+    expected = fields.Integer()
+    counted = fields.Integer()
+    difference = fields.Integer()
+
+
+class StocktakeOut(Schema):
+    warehouse = fields.String()
+    differences = fields.List(fields.Nested(DifferenceOut))
+
+
+class TransferLineIn(StrictSchema):
+    item = fields.String(required=True, validate=CODE)
+    quantity = Quantity(required=True)
+
+
+class TransferIn(StrictSchema):
+    source = fields.String(required=True, validate=CODE)
+    destination = fields.String(required=True, validate=CODE)
+    lines = fields.List(fields.Nested(TransferLineIn), required=True,
+                        validate=validate.Length(1, 500))
+    reason = Text(400)
+    reference = Text(200)
+
+
+class ReceiptLineIn(StrictSchema):
+    item = fields.String(required=True, validate=CODE)
+    received = Quantity(required=True, min=0)
+    reason = Text(400)
+
+
+class ReceiptIn(StrictSchema):
+    lines = fields.List(fields.Nested(ReceiptLineIn), load_default=list,
+                        metadata={"description": "only the lines that differ from what was sent"})
+
+
+class TransferLineOut(Schema):
+    item = fields.Function(lambda line: line.item.sku)
+    quantity = fields.Integer()
+    received = fields.Integer(allow_none=True)
+    shortfall_reason = fields.String(allow_none=True)
+    lots = fields.Raw()
+
+
+class TransferOut(Schema):
+    id = fields.Integer()
+    source = fields.Function(lambda t: t.source.code)
+    destination = fields.Function(lambda t: t.destination.code)
+    status = fields.String()
+    reference = fields.String(allow_none=True)
+    created_by = fields.String()
+    created_at = UtcDateTime()
+    received_by = fields.String(allow_none=True)
+    received_at = UtcDateTime(allow_none=True)
+    lines = fields.List(fields.Nested(TransferLineOut))
+
+
+class TransferQuery(PageQuery):
+    warehouse = fields.String(validate=CODE)
+    status = fields.String(validate=validate.OneOf(("in_transit", "received")))
+
+
+class ReservationLineIn(StrictSchema):
+    warehouse = fields.String(required=True, validate=CODE)
+    item = fields.String(required=True, validate=CODE)
+    quantity = Quantity(required=True)
+
+
+class ReservationIn(StrictSchema):
+    lines = fields.List(fields.Nested(ReservationLineIn), required=True,
+                        validate=validate.Length(1, 10_000))
+    ttl_seconds = fields.Integer(strict=True, validate=validate.Range(1, 7 * 86400))
+    reference = Text(200)
+
+
+class ReservationLineOut(Schema):
+    warehouse = fields.Function(lambda line: line.stock.warehouse.code)
+    item = fields.Function(lambda line: line.stock.item.sku)
+    quantity = fields.Integer()
+
+
+class ReservationOut(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    reference = fields.String(allow_none=True)
+    created_by = fields.String()
+    created_at = UtcDateTime()
+    expires_at = UtcDateTime()
+    closed_at = UtcDateTime(allow_none=True)
+    lines = fields.List(fields.Nested(ReservationLineOut))
+
+
+WarehousePage = page_schema(WarehouseOut)
+ItemPage = page_schema(ItemOut)
+LedgerPage = page_schema(LedgerLineOut)
+StockPage = page_schema(BalanceFields)
+TransferPage = page_schema(TransferOut)

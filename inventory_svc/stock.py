@@ -1,0 +1,109 @@
+"""Reading balances, counting stock (stocktakes) and setting min/target levels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from inventory_svc import catalog, ledger, reservations
+from inventory_svc.models import Item, Stock, Warehouse
+from shared.auth import Identity
+from shared.errors import InvalidInput
+
+
+def list_stock(session: Session, warehouse: str | None, item: str | None, subtree: bool,
+               below_min: bool, limit: int, after: int) -> list[Stock]:
+    reservations.expire_due(session)
+    query = (select(Stock).join(Stock.warehouse).where(Stock.id > after).order_by(Stock.id)
+             .limit(limit))
+    if warehouse:
+        root = catalog.get_warehouse(session, warehouse, "warehouse")
+        query = query.where(Warehouse.path.startswith(root.path) if subtree
+                            else Stock.warehouse_id == root.id)
+    if item:
+        query = query.where(Stock.item_id == catalog.get_item(session, item, "item").id)
+    if below_min:
+        query = query.where(Stock.on_hand < Stock.min)
+    return list(session.scalars(query))
+
+
+def summary(session: Session, item: str | None, by: str) -> list[dict[str, Any]]:
+    """Totals over the whole network, per level or per county (a county's whole subtree)."""
+    reservations.expire_due(session)
+    if by == "county":
+        # The second segment of "/QDN/KL/..." is the county; the prefecture depot stands alone.
+        group = func.coalesce(func.nullif(_segment(Warehouse.path, 2), ""), "QDN")
+    else:
+        group = Warehouse.level
+    query = (select(group.label("group"), Item.sku, func.sum(Stock.on_hand),
+                    func.sum(Stock.reserved), func.sum(Stock.min), func.count())
+             .select_from(Stock).join(Stock.warehouse).join(Stock.item)
+             .group_by(group, Item.sku).order_by(group, Item.sku))
+    if item:
+        query = query.where(Item.sku == catalog.get_item(session, item, "item").sku)
+    return [{"group": g, "item": sku, "on_hand": int(on_hand), "reserved": int(reserved),
+             "available": int(on_hand - reserved), "min": int(minimum), "warehouses": n}
+            for g, sku, on_hand, reserved, minimum, n in session.execute(query)]
+
+
+def _segment(path, index: int):
+    """Segment `index` (1-based) of a "/a/b/c/" path, in SQL both dialects understand."""
+    rest = path
+    for _ in range(index):
+        rest = func.substr(rest, func.instr(rest, "/") + 1)
+    return func.substr(rest, 1, func.instr(rest, "/") - 1)
+
+
+def set_levels(session: Session, identity: Identity, code: str,
+               data: dict[str, Any]) -> dict[str, list[Stock]]:
+    identity.require("admin", "commander")
+    warehouse = catalog.get_warehouse(session, code)
+    rows = []
+    for index, level in enumerate(data["levels"]):
+        if level["target"] < level["min"]:
+            raise InvalidInput(f"levels[{index}]: target {level['target']} is below min "
+                               f"{level['min']}", errors={f"levels.{index}.target":
+                                                          ["must be at least min"]})
+        item = catalog.get_item(session, level["item"], f"levels.{index}.item")
+        stock = session.get(Stock, ledger.stock_row(session, warehouse, item))
+        stock.min, stock.target = level["min"], level["target"]
+        rows.append(stock)
+    session.flush()
+    return {"levels": rows}
+
+
+def stocktake(session: Session, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+    """Post an adjustment for every counted difference; what matches is left alone."""
+    warehouse = catalog.get_warehouse(session, data["warehouse"], "warehouse")
+    catalog.require_scope(identity, warehouse)
+    differences = []
+    reason = data.get("reason") or "stocktake"
+    for index, count in enumerate(data["counts"]):
+        field = f"counts.{index}"
+        item = catalog.get_item(session, count["item"], f"{field}.item")
+        stock = session.get(Stock, ledger.stock_row(session, warehouse, item))
+        session.refresh(stock)
+        expected, delta = stock.on_hand, count["counted"] - stock.on_hand
+        if delta > 0:
+            if item.perishable and not count.get("expires_on"):
+                raise InvalidInput(f"{item.sku} is perishable: a surplus needs its expiry date",
+                                   errors={f"{field}.expires_on": ["required for a perishable "
+                                                                   "surplus"]})
+            ledger.add_stock(session, warehouse, item, delta, "adjustment", identity.actor,
+                             reason=reason, reference=data.get("reference"),
+                             expires_on=count.get("expires_on"), lot=count.get("lot") or "")
+        elif delta < 0:
+            if count["counted"] < stock.reserved:
+                raise InvalidInput(
+                    f"{item.sku}: counted {count['counted']} but {stock.reserved} are held for "
+                    "plans; release them first",
+                    errors={f"{field}.counted": [f"below the {stock.reserved} held"]})
+            ledger.remove_stock(session, warehouse, item, -delta, "adjustment", identity.actor,
+                                reason=reason, reference=data.get("reference"),
+                                from_reserved=False)
+        if delta:
+            differences.append({"item": item.sku, "expected": expected,
+                                "counted": count["counted"], "difference": delta})
+    return {"warehouse": warehouse.code, "differences": differences}

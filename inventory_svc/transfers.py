@@ -1,0 +1,128 @@
+"""Transfers between depots: stock leaves the source at once, is in transit, and arrives when
+the destination's keeper receives it; a short receipt records the difference with a reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inventory_svc import catalog, ledger
+from inventory_svc.models import Transfer, TransferLine, outbox
+from shared import events
+from shared.auth import Identity
+from shared.errors import Conflict, InvalidInput, NotFound
+
+IN_TRANSIT, RECEIVED = "in_transit", "received"
+
+
+def create_transfer(session: Session, identity: Identity, data: dict[str, Any]) -> Transfer:
+    source = catalog.get_warehouse(session, data["source"], "source")
+    destination = catalog.get_warehouse(session, data["destination"], "destination")
+    catalog.require_scope(identity, source, "commander", "service")
+    if source.id == destination.id:
+        raise InvalidInput("source and destination are the same warehouse",
+                           errors={"destination": ["must differ from source"]})
+    if destination.status == "closed":
+        raise Conflict(f"{destination.code} is closed", errors={"destination": ["closed"]})
+    transfer = Transfer(source=source, destination=destination, status=IN_TRANSIT,
+                        reference=data.get("reference"), created_by=identity.actor,
+                        created_at=datetime.now(UTC))
+    session.add(transfer)
+    session.flush()
+    reference = f"transfer:{transfer.id}"
+    for sku, quantity in _merged(data["lines"]).items():
+        item = catalog.get_item(session, sku, "lines.item")
+        posted = ledger.remove_stock(session, source, item, quantity, "transfer_out",
+                                     identity.actor, reason=data.get("reason"),
+                                     reference=reference)
+        lots = [{"lot": m.lot, "expires_on": m.expires_on.isoformat() if m.expires_on else None,
+                 "quantity": -m.quantity} for m in posted.lines]
+        transfer.lines.append(TransferLine(item=item, quantity=quantity, lots=lots))
+    session.flush()
+    events.record(session, outbox, "transfer.created", _event(transfer))
+    return transfer
+
+
+def receive_transfer(session: Session, identity: Identity, transfer_id: int,
+                     data: dict[str, Any]) -> Transfer:
+    transfer = get_transfer(session, transfer_id)
+    catalog.require_scope(identity, transfer.destination)
+    if transfer.status != IN_TRANSIT:
+        raise Conflict(f"transfer {transfer_id} was already received")
+    counted = {line["item"]: line for line in data.get("lines") or []}
+    known = {line.item.sku for line in transfer.lines}
+    for sku in counted:
+        if sku not in known:
+            raise InvalidInput(f"item {sku!r} is not on transfer {transfer_id}",
+                               errors={"lines.item": [f"{sku!r} is not on this transfer"]})
+    reference = f"transfer:{transfer.id}"
+    for line in transfer.lines:
+        count = counted.get(line.item.sku)
+        received = line.quantity if count is None else count["received"]
+        if received > line.quantity:
+            raise InvalidInput(f"received {received} {line.item.sku}, only {line.quantity} sent",
+                               errors={"lines.received": [f"at most {line.quantity}"]})
+        if received < line.quantity and not (count or {}).get("reason"):
+            raise InvalidInput(f"{line.item.sku}: {line.quantity - received} short; say why",
+                               errors={"lines.reason": ["required when short"]})
+        line.received = received
+        line.shortfall_reason = (count or {}).get("reason") if received < line.quantity else None
+        for lot in _arriving(line.lots, received):
+            ledger.add_stock(session, transfer.destination, line.item, lot["quantity"],
+                             "transfer_in", identity.actor, lot=lot["lot"],
+                             expires_on=date.fromisoformat(lot["expires_on"])
+                             if lot["expires_on"] else None,
+                             reason=line.shortfall_reason, reference=reference)
+    transfer.status = RECEIVED
+    transfer.received_by = identity.actor
+    transfer.received_at = datetime.now(UTC)
+    session.flush()
+    events.record(session, outbox, "transfer.received", _event(transfer))
+    return transfer
+
+
+def get_transfer(session: Session, transfer_id: int) -> Transfer:
+    transfer = session.get(Transfer, transfer_id)
+    if transfer is None:
+        raise NotFound(f"no transfer {transfer_id}")
+    return transfer
+
+
+def list_transfers(session: Session, warehouse: str | None, status: str | None, limit: int,
+                   after: int) -> list[Transfer]:
+    query = select(Transfer).where(Transfer.id > after).order_by(Transfer.id).limit(limit)
+    if warehouse:
+        wid = catalog.get_warehouse(session, warehouse, "warehouse").id
+        query = query.where((Transfer.source_id == wid) | (Transfer.destination_id == wid))
+    if status:
+        query = query.where(Transfer.status == status)
+    return list(session.scalars(query))
+
+
+def _merged(lines: list[dict]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for line in lines:
+        merged[line["item"]] = merged.get(line["item"], 0) + line["quantity"]
+    return merged
+
+
+def _arriving(lots: list[dict], received: int) -> list[dict]:
+    """The lots that arrive when `received` of what left comes in: earliest expiry first."""
+    out = []
+    for lot in lots:
+        if received <= 0:
+            break
+        take = min(lot["quantity"], received)
+        out.append({**lot, "quantity": take})
+        received -= take
+    return out
+
+
+def _event(transfer: Transfer) -> dict[str, Any]:
+    return {"id": transfer.id, "source": transfer.source.code,
+            "destination": transfer.destination.code, "status": transfer.status,
+            "lines": [{"item": line.item.sku, "quantity": line.quantity,
+                       "received": line.received} for line in transfer.lines]}

@@ -1,0 +1,1 @@
+"""What the three services share: configuration, database, errors, auth protocol, events."""

@@ -1,0 +1,124 @@
+"""Settings read once from the environment, validated with one clear line per mistake."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+SERVICES = ("inventory", "allocation", "gateway")
+DEFAULT_PORT = 8000
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; its message is the one line shown to the operator."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    service: str
+    database_url: str
+    secret: str
+    data_dir: Path
+    redis_url: str | None = None
+    inventory_url: str = f"http://127.0.0.1:{DEFAULT_PORT + 1}"
+    allocation_url: str = f"http://127.0.0.1:{DEFAULT_PORT + 2}"
+    signature_max_age_s: int = 60
+    reservation_ttl_s: int = 900
+    extra: dict = field(default_factory=dict)
+
+
+def _database_url(env: Mapping[str, str], service: str, data_dir: Path) -> str:
+    name = f"EMSUPPLY_{service.upper()}_DB"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return f"sqlite:///{data_dir / (service + '.sqlite')}"
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(f"{name}={raw!r} is not a database URL "
+                          "(expected e.g. postgresql+psycopg://user@host/db)") from None
+    if url.get_backend_name() not in SUPPORTED_DIALECTS:
+        raise ConfigError(f"{name}={raw!r}: unsupported database "
+                          f"{url.get_backend_name()!r} (use sqlite or postgresql)")
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("EMSUPPLY_REDIS_URL", "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"EMSUPPLY_REDIS_URL={raw!r} must start with redis://, rediss:// or unix://")
+    return raw
+
+
+def _service_url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    if not raw.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={raw!r} must be an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} must be a whole number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} must be between {low} and {high}")
+    return value
+
+
+def load_settings(service: str, env: Mapping[str, str] | None = None,
+                  data_dir: str | os.PathLike | None = None) -> Settings:
+    """Read and check every setting of one service; raise ConfigError on the first bad one."""
+    if service not in SERVICES:
+        raise ConfigError(f"unknown service {service!r}")
+    env = os.environ if env is None else env
+    directory = Path(data_dir or env.get("EMSUPPLY_DATA_DIR") or "var").resolve()
+    secret = env.get("EMSUPPLY_SECRET", "")
+    if not secret:
+        secret = _local_secret(directory)
+    elif len(secret) < 16:
+        raise ConfigError("EMSUPPLY_SECRET must be at least 16 characters")
+    port = _int(env, "EMSUPPLY_PORT", DEFAULT_PORT, 1, 65533)
+    return Settings(
+        service=service,
+        database_url=_database_url(env, service, directory),
+        secret=secret,
+        data_dir=directory,
+        redis_url=_redis_url(env),
+        inventory_url=_service_url(env, "EMSUPPLY_INVENTORY_URL", f"http://127.0.0.1:{port + 1}"),
+        allocation_url=_service_url(env, "EMSUPPLY_ALLOCATION_URL", f"http://127.0.0.1:{port + 2}"),
+        signature_max_age_s=_int(env, "EMSUPPLY_SIGNATURE_MAX_AGE", 60, 5, 3600),
+        reservation_ttl_s=_int(env, "EMSUPPLY_RESERVATION_TTL", 900, 1, 7 * 86400),
+    )
+
+
+def _local_secret(directory: Path) -> str:
+    """The embedded default keeps one random secret per data directory, shared by its services."""
+    import secrets
+
+    path = directory / "secret"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"cannot keep a secret under {directory}: {exc.strerror}") from None
+    return path.read_text().strip()

@@ -1,0 +1,145 @@
+"""One error hierarchy for the whole suite, and the one place it becomes RFC 9457 problem+json.
+
+Domain modules raise these (they import nothing of Flask); `register_error_handlers` maps them,
+and every other HTTP failure, to the same problem shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+PROBLEM_BASE = "https://emsupply.example/problems/"
+log = logging.getLogger(__name__)
+
+
+class EmsupplyError(Exception):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, errors: dict[str, list[str]] | None = None,
+                 extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+class InvalidInput(EmsupplyError):
+    status, slug, title = 422, "validation", "Invalid input"
+
+
+class NotFound(EmsupplyError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(EmsupplyError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class Unauthenticated(EmsupplyError):
+    status, slug, title = 401, "unauthenticated", "Authentication required"
+
+
+class Forbidden(EmsupplyError):
+    status, slug, title = 403, "forbidden", "Not allowed"
+
+
+class Unavailable(EmsupplyError):
+    status, slug, title = 503, "unavailable", "Service unavailable"
+
+
+class UpstreamTimeout(EmsupplyError):
+    status, slug, title = 504, "upstream-timeout", "Upstream service timed out"
+
+
+class TooManyRequests(EmsupplyError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+
+def problem(status: int, title: str, detail: str, *, slug: str | None = None,
+            errors: dict | None = None, extra: dict | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + (slug or str(status)),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    return body
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn marshmallow's nested messages into `field.path -> [messages]`."""
+    out: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict | list) and not _is_message_list(value):
+                out.update(flatten_messages(value, name))
+            else:
+                out[name] = [str(m) for m in (value if isinstance(value, list) else [value])]
+    elif isinstance(messages, list):
+        out[prefix or "_schema"] = [str(m) for m in messages]
+    else:
+        out[prefix or "_schema"] = [str(messages)]
+    return out
+
+
+def _is_message_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def register_error_handlers(app) -> None:
+    """Map every failure of a Flask app to problem+json. The only place this happens."""
+    from flask import g, jsonify, request
+    from werkzeug.exceptions import HTTPException
+
+    def respond(body: dict, status: int, headers: dict | None = None):
+        body["request_id"] = getattr(g, "request_id", None)
+        response = jsonify(body)
+        response.status_code = status
+        response.mimetype = "application/problem+json"
+        for key, value in (headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    @app.errorhandler(EmsupplyError)
+    def on_domain_error(exc: EmsupplyError):
+        return respond(problem(exc.status, exc.title, exc.detail, slug=exc.slug,
+                               errors=exc.errors, extra=exc.extra), exc.status, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(exc: HTTPException):
+        status = exc.code or 500
+        data = getattr(exc, "data", None) or {}
+        errors = None
+        if "messages" in data:
+            # webargs nests messages under the location ("json", "query"); the field is what matters.
+            messages = data["messages"]
+            if isinstance(messages, dict) and len(messages) == 1:
+                (location, inner), = messages.items()
+                messages = inner if location in ("json", "query", "headers", "form") else messages
+            errors = flatten_messages(messages)
+        detail = exc.description or exc.name
+        if status == 422 and errors:
+            detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(errors.items()))
+            detail = "invalid " + detail if len(detail) < 400 else "invalid fields: " + ", ".join(errors)
+        if status == 400 and request.is_json is False and request.method in ("POST", "PUT", "PATCH"):
+            detail = "the body must be JSON (Content-Type: application/json)"
+        headers = dict(data.get("headers") or {})
+        if status == 405 and getattr(exc, "valid_methods", None):
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        return respond(problem(status, exc.name, detail, errors=errors), status, headers)
+
+    @app.errorhandler(Exception)
+    def on_unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return respond(problem(500, "Internal error",
+                               "an unexpected error occurred; it has been logged with this request id"),
+                       500)

@@ -1,0 +1,68 @@
+"""Schema building blocks every service uses: strict numbers, UTC times, pages and cursors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+MAX_QUANTITY = 1_000_000_000
+CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$",
+                       error="1 to 40 letters, digits, '_', '.' or '-', starting with a letter "
+                             "or digit")
+
+
+class StrictSchema(Schema):
+    """Unknown fields are an error, not silently dropped."""
+
+    class Meta:
+        unknown = RAISE
+
+
+def Quantity(**kwargs) -> fields.Integer:  # noqa: N802 (a field factory reads like a field)
+    low = kwargs.pop("min", 1)
+    return fields.Integer(strict=True, validate=validate.Range(min=low, max=MAX_QUANTITY),
+                          **kwargs)
+
+
+class UtcDateTime(fields.DateTime):
+    """ISO 8601 in UTC; naive values from SQLite are UTC by construction."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment: datetime = super()._deserialize(value, attr, data, **kwargs)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class Cursor(fields.String):
+    """An opaque position in a list ordered by id; today the last id seen."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not text.isdigit() or len(text) > 18:
+            raise ValidationError("not a cursor returned by this list")
+        return int(text)
+
+
+class PageQuery(StrictSchema):
+    limit = fields.Integer(strict=False, load_default=100, validate=validate.Range(1, 1000))
+    cursor = Cursor(load_default=0)
+
+
+def page(rows: list, limit: int, key=lambda row: row.id) -> dict:
+    """The page of `rows` (fetched with `limit`) and the cursor of the next one, if any."""
+    return {"items": rows, "next_cursor": str(key(rows[-1])) if len(rows) == limit else None}
+
+
+def page_schema(item_schema: type[Schema]) -> type[Schema]:
+    name = item_schema.__name__.removesuffix("Schema") + "PageSchema"
+    return type(name, (Schema,), {
+        "items": fields.List(fields.Nested(item_schema)),
+        "next_cursor": fields.String(allow_none=True),
+    })

@@ -1,0 +1,173 @@
+"""The Flask glue every service shares: request ids, signed identity, health, metrics, and
+idempotent commands run in one unit of work."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from marshmallow import Schema
+from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from shared import auth
+from shared.config import Settings
+from shared.db import Database
+from shared.errors import InvalidInput, register_error_handlers
+
+log = logging.getLogger("emsupply.access")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    db: Database
+    idempotency: Table
+    checks: tuple[Callable[[], None], ...] = ()
+
+
+def context() -> ServiceContext:
+    return current_app.extensions["emsupply"]
+
+
+def current_identity() -> auth.Identity:
+    return g.identity
+
+
+def install(app: Flask, ctx: ServiceContext, *, authenticate: bool = True) -> None:
+    """Wire request ids, access logs, problem+json, signed identity and health into `app`."""
+    app.extensions["emsupply"] = ctx
+    register_error_handlers(app)
+
+    @app.before_request
+    def start():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+        if authenticate and request.path.startswith("/api/") and not request.path.endswith(
+                "/openapi.json"):
+            g.identity = auth.verify(ctx.settings.secret, request.headers, request.method,
+                                     request.full_path.rstrip("?"), request.get_data(cache=True),
+                                     ctx.settings.signature_max_age_s)
+
+    @app.after_request
+    def finish(response: Response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        if request.path not in OPEN_PATHS:
+            ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)
+            log.info("%s %s %s", request.method, request.path, response.status_code,
+                     extra={"method": request.method, "path": request.path,
+                            "status": response.status_code, "ms": ms})
+        return response
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz():
+        failures = {}
+        for check in (ctx.db.ping, *ctx.checks):
+            try:
+                check()
+            except Exception as exc:
+                failures[getattr(check, "__name__", "check")] = str(exc)
+        if failures:
+            return {"status": "unavailable", "failures": failures}, 503
+        return {"status": "ready"}
+
+    @app.get("/metrics")
+    def metrics():
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+
+def json_response(body: Any, status: int) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
+                    mimetype="application/json")
+
+
+class _KeyTaken(Exception):
+    pass
+
+
+def run_command(fn: Callable[..., Any], *args: Any, schema: Schema, status: int = 201) -> Response:
+    """Run `fn(session, identity, *args)` in one unit of work and answer `schema.dump(result)`.
+
+    With an `Idempotency-Key`, the key is claimed in the same transaction as the change, so a
+    concurrent or later retry waits for the first and then answers its stored response; the same
+    key with another body is 422.
+    """
+    ctx = context()
+    identity = current_identity()
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        with ctx.db.unit_of_work() as session:
+            body = schema.dump(fn(session, identity, *args))
+        return json_response(body, status)
+    if not IDEMPOTENCY_KEY.match(key):
+        raise InvalidInput("Idempotency-Key must be 1 to 200 printable ASCII characters",
+                           errors={"Idempotency-Key": ["1 to 200 printable ASCII characters"]})
+    fingerprint = _fingerprint(identity)
+    replay = _stored(ctx, key, fingerprint)
+    if replay is not None:
+        return replay
+    try:
+        with ctx.db.unit_of_work() as session:
+            try:
+                session.execute(insert(ctx.idempotency).values(
+                    key=key, fingerprint=fingerprint, status=status, body="",
+                    created_at=datetime.now(UTC)))
+            except IntegrityError:
+                raise _KeyTaken() from None
+            text = json.dumps(schema.dump(fn(session, identity, *args)), ensure_ascii=False,
+                              separators=(",", ":"))
+            session.execute(ctx.idempotency.update().where(ctx.idempotency.c.key == key)
+                            .values(body=text))
+    except _KeyTaken:
+        replay = _stored(ctx, key, fingerprint)
+        if replay is None:  # the other attempt failed and rolled back: its key is free again
+            return run_command(fn, *args, schema=schema, status=status)
+        return replay
+    response = Response(text, status=status, mimetype="application/json")
+    response.headers["Idempotency-Key"] = key
+    return response
+
+
+def _fingerprint(identity: auth.Identity) -> str:
+    raw = request.get_data(cache=True)
+    try:
+        canonical = json.dumps(json.loads(raw or b"null"), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        canonical = raw.decode("utf-8", "replace")
+    material = "\n".join((identity.actor, request.method, request.path, canonical))
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _stored(ctx: ServiceContext, key: str, fingerprint: str) -> Response | None:
+    table = ctx.idempotency
+    with ctx.db.reading() as session:
+        row = session.execute(select(table.c.fingerprint, table.c.status, table.c.body)
+                              .where(table.c.key == key)).first()
+    if row is None:
+        return None
+    if row.fingerprint != fingerprint:
+        raise InvalidInput("this Idempotency-Key was already used with another request body",
+                           errors={"Idempotency-Key": ["already used with another request"]})
+    response = Response(row.body, status=row.status, mimetype="application/json")
+    response.headers["Idempotency-Key"] = key
+    response.headers["Idempotent-Replayed"] = "true"
+    return response

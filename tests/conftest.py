@@ -1,0 +1,136 @@
+"""Fixtures shared by every layer: settings on a temporary data directory, databases (SQLite
+always; PostgreSQL wherever EMSUPPLY_TEST_PG_URL names a server), apps and signed callers."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from shared import auth
+from shared.config import load_settings
+from shared.db import Database
+from shared.migrate import upgrade
+
+SECRET = "test-secret-0123456789abcdef"
+PG_URL = os.environ.get("EMSUPPLY_TEST_PG_URL", "")
+
+
+def pytest_collection_modifyitems(config, items):
+    if PG_URL:
+        return
+    skip = pytest.mark.skip(reason="set EMSUPPLY_TEST_PG_URL to run against PostgreSQL")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url():
+    if not PG_URL:
+        pytest.skip("set EMSUPPLY_TEST_PG_URL to run against PostgreSQL")
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_admin_url, worker_id):
+    """A database of this test worker's own, created once and dropped at the end."""
+    name = f"emsupply_test_{worker_id}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base = pg_admin_url.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def worker_id(request):
+    return getattr(request.config, "workerinput", {}).get("workerid", "main")
+
+
+def fresh_pg_schema(url: str, package: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    upgrade(package, url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """Each API test runs on SQLite, and on PostgreSQL when a server is configured."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'service.sqlite'}"
+    return request.getfixturevalue("pg_database")
+
+
+@pytest.fixture
+def settings_for(tmp_path):
+    def make(service: str, url: str, **env):
+        values = {"EMSUPPLY_SECRET": SECRET, f"EMSUPPLY_{service.upper()}_DB": url, **env}
+        return load_settings(service, values, data_dir=tmp_path)
+    return make
+
+
+class Caller:
+    """A test client that signs the identity headers the way the gateway does."""
+
+    def __init__(self, client, secret: str = SECRET):
+        self.client = client
+        self.secret = secret
+        self.identity = auth.Identity("tester", "admin")
+
+    def as_(self, role: str, *scope: str, actor: str | None = None) -> Caller:
+        other = Caller(self.client, self.secret)
+        other.identity = auth.Identity(actor or f"{role}-1", role, tuple(scope))
+        return other
+
+    def call(self, method: str, path: str, json_body=None, headers=None, raw: bytes | None = None):
+        body = raw if raw is not None else (b"" if json_body is None else
+                                            json.dumps(json_body).encode())
+        signed = auth.sign(self.secret, self.identity, method, path, body)
+        all_headers = {**signed, **(headers or {})}
+        if body:
+            all_headers.setdefault("Content-Type", "application/json")
+        return self.client.open(path, method=method, data=body, headers=all_headers)
+
+    def get(self, path, **kw):
+        return self.call("GET", path, **kw)
+
+    def post(self, path, json_body=None, **kw):
+        return self.call("POST", path, json_body, **kw)
+
+    def put(self, path, json_body=None, **kw):
+        return self.call("PUT", path, json_body, **kw)
+
+    def patch(self, path, json_body=None, **kw):
+        return self.call("PATCH", path, json_body, **kw)
+
+
+@pytest.fixture
+def inventory_db(db_url):
+    if db_url.startswith("postgresql"):
+        fresh_pg_schema(db_url, "inventory_svc")
+    else:
+        upgrade("inventory_svc", db_url)
+    database = Database(db_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def inventory_app(inventory_db, settings_for):
+    from inventory_svc import create_app
+
+    return create_app(settings_for("inventory", inventory_db.url), inventory_db)
+
+
+@pytest.fixture
+def inv(inventory_app) -> Caller:
+    return Caller(inventory_app.test_client())

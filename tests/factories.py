@@ -1,0 +1,40 @@
+"""Test data: a small four-level tree and a few items, made through the API."""
+
+from __future__ import annotations
+
+TREE = [
+    {"code": "QDN", "name": "Qiandongnan prefecture depot", "level": "prefecture"},
+    {"code": "KL", "name": "Kaili depot", "level": "county", "parent": "QDN"},
+    {"code": "KL-T01", "name": "Dafeng township", "level": "township", "parent": "KL"},
+    {"code": "KL-T01-V01", "name": "Village 1", "level": "village", "parent": "KL-T01"},
+    {"code": "KL-T01-V02", "name": "Village 2", "level": "village", "parent": "KL-T01"},
+    {"code": "KL-T02", "name": "Sankeshu township", "level": "township", "parent": "KL"},
+    {"code": "KL-T02-V01", "name": "Village 3", "level": "village", "parent": "KL-T02"},
+    {"code": "LP", "name": "Liping depot", "level": "county", "parent": "QDN"},
+]
+ITEMS = [
+    {"sku": "TENT", "name": "Tent", "name_zh": "帐篷", "unit": "piece", "category": "shelter",
+     "unit_weight_kg": 12.5, "per_person": 0.25},
+    {"sku": "QUILT", "name": "Quilt", "name_zh": "棉被", "unit": "piece", "category": "shelter",
+     "unit_weight_kg": 2.0, "per_person": 1},
+    {"sku": "WATER", "name": "Bottled water", "name_zh": "瓶装水", "unit": "bottle",
+     "category": "food", "unit_weight_kg": 0.55, "perishable": True, "per_person_day": 3},
+]
+
+
+def build_tree(caller) -> None:
+    for warehouse in TREE:
+        response = caller.post("/api/v1/warehouses", warehouse)
+        assert response.status_code == 201, response.get_json()
+    for item in ITEMS:
+        response = caller.post("/api/v1/items", item)
+        assert response.status_code == 201, response.get_json()
+
+
+def receive(caller, warehouse: str, item: str, quantity: int, **extra):
+    body = {"warehouse": warehouse, "item": item, "kind": "receipt", "quantity": quantity, **extra}
+    if item == "WATER":
+        body.setdefault("expires_on", "2027-06-01")
+    response = caller.post("/api/v1/movements", body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
