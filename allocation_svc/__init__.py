@@ -1,1 +1,2 @@
-"""Allocation service: road graph, incidents, allocation plans, dispatch, re-planning, restocking."""
+"""Allocation service: road graph, incidents, allocation plans, dispatch, re-planning,
+restocking."""

@@ -120,7 +120,7 @@ def register_error_handlers(app) -> None:
         data = getattr(exc, "data", None) or {}
         errors = None
         if "messages" in data:
-            # webargs nests messages under the location ("json", "query"); the field is what matters.
+            # webargs nests messages under the location ("json", "query"); the field matters.
             messages = data["messages"]
             if isinstance(messages, dict) and len(messages) == 1:
                 (location, inner), = messages.items()
@@ -129,8 +129,11 @@ def register_error_handlers(app) -> None:
         detail = exc.description or exc.name
         if status == 422 and errors:
             detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(errors.items()))
-            detail = "invalid " + detail if len(detail) < 400 else "invalid fields: " + ", ".join(errors)
-        if status == 400 and request.is_json is False and request.method in ("POST", "PUT", "PATCH"):
+            if len(detail) >= 400:
+                detail = ", ".join(errors)
+            detail = "invalid " + detail
+        writes = ("POST", "PUT", "PATCH")
+        if status == 400 and request.is_json is False and request.method in writes:
             detail = "the body must be JSON (Content-Type: application/json)"
         headers = dict(data.get("headers") or {})
         if status == 405 and getattr(exc, "valid_methods", None):
@@ -140,6 +143,5 @@ def register_error_handlers(app) -> None:
     @app.errorhandler(Exception)
     def on_unexpected(exc: Exception):
         log.exception("unhandled error")
-        return respond(problem(500, "Internal error",
-                               "an unexpected error occurred; it has been logged with this request id"),
-                       500)
+        detail = "an unexpected error occurred; it was logged with this request id"
+        return respond(problem(500, "Internal error", detail), 500)

@@ -4,8 +4,16 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from inventory_svc import catalog
-from inventory_svc.schemas import (ItemIn, ItemOut, ItemPage, WarehouseIn, WarehouseOut,
-                                   WarehousePage, WarehousePatch, WarehouseQuery)
+from inventory_svc.schemas import (
+    ItemIn,
+    ItemOut,
+    ItemPage,
+    WarehouseIn,
+    WarehouseOut,
+    WarehousePage,
+    WarehousePatch,
+    WarehouseQuery,
+)
 from shared.schemas import PageQuery, page
 from shared.web import context, run_command
 

@@ -4,8 +4,15 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from inventory_svc import reservations, transfers
-from inventory_svc.schemas import (ReceiptIn, ReservationIn, ReservationOut, TransferIn,
-                                   TransferOut, TransferPage, TransferQuery)
+from inventory_svc.schemas import (
+    ReceiptIn,
+    ReservationIn,
+    ReservationOut,
+    TransferIn,
+    TransferOut,
+    TransferPage,
+    TransferQuery,
+)
 from shared.schemas import page
 from shared.web import context, current_identity, run_command
 

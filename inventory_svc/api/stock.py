@@ -4,9 +4,22 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from inventory_svc import ledger, stock
-from inventory_svc.schemas import (BatchOut, LedgerPage, LevelsIn, LevelsOut, MovementBatchIn,
-                                   MovementIn, MovementQuery, PostedOut, StockPage, StockQuery,
-                                   StocktakeIn, StocktakeOut, SummaryOut, SummaryQuery)
+from inventory_svc.schemas import (
+    BatchOut,
+    LedgerPage,
+    LevelsIn,
+    LevelsOut,
+    MovementBatchIn,
+    MovementIn,
+    MovementQuery,
+    PostedOut,
+    StockPage,
+    StockQuery,
+    StocktakeIn,
+    StocktakeOut,
+    SummaryOut,
+    SummaryQuery,
+)
 from shared.schemas import page
 from shared.web import context, run_command
 
