@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from inventory_svc.models import Item, Warehouse
 from shared.auth import Identity
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
+from shared.schemas import CODE
 
 LEVELS = ("prefecture", "county", "township", "village")
 STATUSES = ("active", "under_construction", "planned", "closed")
@@ -20,17 +22,58 @@ PARENT_LEVEL = {"county": "prefecture", "township": "county", "village": "townsh
 
 def get_warehouse(session: Session, code: str, field: str | None = None) -> Warehouse:
     """The warehouse of `code`: 404 when named in the path, 422 naming `field` in a body."""
-    warehouse = session.scalar(select(Warehouse).where(Warehouse.code == code))
+    warehouse = None
+    if CODE.regex.match(code):  # anything else names nothing (and may not even be storable)
+        warehouse = session.scalar(select(Warehouse).where(Warehouse.code == code))
     if warehouse is None:
         _missing(f"no warehouse with code {code!r}", field)
     return warehouse
 
 
 def get_item(session: Session, sku: str, field: str | None = None) -> Item:
-    item = session.scalar(select(Item).where(Item.sku == sku))
+    item = None
+    if CODE.regex.match(sku):
+        item = session.scalar(select(Item).where(Item.sku == sku))
     if item is None:
         _missing(f"no item with sku {sku!r}", field)
     return item
+
+
+@dataclass(frozen=True)
+class WarehouseRef:
+    """What a movement needs of a warehouse: where it is in the tree."""
+
+    id: int
+    code: str
+    path: str
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """What a movement needs of an item."""
+
+    id: int
+    sku: str
+    unit: str
+    perishable: bool
+
+
+_REFS = (select(Warehouse.id, Warehouse.code, Warehouse.path, Item.id.label("item_id"),
+                Item.sku, Item.unit, Item.perishable)
+         .join(Item, Item.sku == bindparam("sku")).where(Warehouse.code == bindparam("code")))
+
+
+def get_warehouse_and_item(session: Session, code: str,
+                           sku: str) -> tuple[WarehouseRef | Warehouse, ItemRef | Item]:
+    """Both in one light query (the hot path of every movement), or the error naming what is
+    missing, as `get_warehouse` and `get_item` would raise it."""
+    found = None
+    if CODE.regex.match(code) and CODE.regex.match(sku):
+        found = session.connection().execute(_REFS, {"code": code, "sku": sku}).first()
+    if found is None:  # one is missing: say which (or both were made since: use them)
+        return get_warehouse(session, code, "warehouse"), get_item(session, sku, "item")
+    return (WarehouseRef(found.id, found.code, found.path),
+            ItemRef(found.item_id, found.sku, found.unit, found.perishable))
 
 
 def _missing(detail: str, field: str | None) -> None:
@@ -98,11 +141,12 @@ def update_warehouse(session: Session, identity: Identity, code: str,
         parent = _parent_for(session, warehouse.level, data["parent"])
         old_path = warehouse.path
         new_path = parent.path + warehouse.code + "/"
-        session.execute(update(Warehouse).where(Warehouse.path.startswith(old_path))
+        session.execute(update(Warehouse)
+                        .where(Warehouse.path.startswith(old_path, autoescape=True))
                         .values(path=func.replace(Warehouse.path, old_path, new_path))
                         .execution_options(synchronize_session=False))
-        session.expire(warehouse)
-        warehouse.parent_id = parent.id
+        session.expire(warehouse, ["path"])  # rewritten by the statement above
+        warehouse.parent = parent  # the relationship, not parent_id: it is what is answered
     for key in ("name", "status", "lon", "lat", "road_node"):
         if key in data:
             setattr(warehouse, key, data[key])

@@ -4,25 +4,33 @@ transaction, so that a balance always equals the sum of its lines and is never n
 Stock leaves by a conditional UPDATE (`... WHERE on_hand - reserved >= q`): on PostgreSQL the row
 lock it takes serialises concurrent issues of the same stock, and the lots below it are touched
 only while that lock is held; on SQLite writers are serialised by BEGIN IMMEDIATE.
+
+This is the hot path of the service, so it speaks SQL to the tables (no ORM unit of work): a
+receipt or an issue is one statement for the balance, one or two for its lot, one for its
+ledger line and one for its event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, case, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from inventory_svc import catalog
 from inventory_svc.models import Item, Lot, Movement, Stock, Warehouse, outbox
 from shared import events
 from shared.auth import Identity
-from shared.errors import Conflict, InvalidInput
+from shared.errors import Conflict, EmsupplyError, Forbidden, InvalidInput
 from shared.sql import insert_for, locks_rows
 
 KINDS = ("receipt", "issue", "adjustment")
+STOCK, LOTS, MOVEMENTS = Stock.__table__, Lot.__table__, Movement.__table__
+BALANCE = (STOCK.c.id, STOCK.c.on_hand, STOCK.c.reserved, STOCK.c.min, STOCK.c.target)
 
 
 class InsufficientStock(Conflict):
@@ -37,7 +45,7 @@ class Posted:
     item: Item
     kind: str
     quantity: int
-    lines: list[Movement]
+    lines: list[Line]
     on_hand: int
     reserved: int
     min: int
@@ -58,44 +66,161 @@ def stock_row(session: Session, warehouse: Warehouse, item: Item) -> int:
                                                  Stock.item_id == item.id))
 
 
-def _line(session, warehouse, item, kind, quantity, balance, lot, expires_on, actor, reason,
-          reference, at) -> Movement:
-    movement = Movement(warehouse=warehouse, item=item, kind=kind, quantity=quantity,
-                        balance_after=balance, lot=lot, expires_on=expires_on, actor=actor,
-                        reason=reason, reference=reference, at=at)
-    session.add(movement)
-    return movement
+def lock_balances(session: Session, pairs: Iterable[tuple[Warehouse, Item]]) -> dict:
+    """Create the missing balance rows of `pairs` and lock them all, in the one order every
+    command uses (rows created by warehouse then item, locked by id), so that two commands
+    touching several balances never deadlock. Answers {(warehouse id, item id): stock id}."""
+    unique = {(warehouse.id, item.id): (warehouse, item) for warehouse, item in pairs}
+    ids = {key: stock_row(session, *unique[key]) for key in sorted(unique)}
+    if len(ids) > 1 and locks_rows(session):  # one balance alone is in no order with others
+        session.execute(select(Stock.id).where(Stock.id.in_(sorted(ids.values())))
+                        .order_by(Stock.id).with_for_update())
+    return ids
+
+
+# The statements of the hot path, built once and bound on each call.
+_W, _I, _Q = bindparam("w"), bindparam("i"), bindparam("q")
+_TAKE = {  # from_reserved -> the guarded update that takes stock out
+    False: update(STOCK).where(STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I,
+                               STOCK.c.on_hand - STOCK.c.reserved >= _Q)
+    .values(on_hand=STOCK.c.on_hand - _Q).returning(*BALANCE),
+    True: update(STOCK).where(STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I,
+                              STOCK.c.reserved >= _Q)
+    .values(on_hand=STOCK.c.on_hand - _Q, reserved=STOCK.c.reserved - _Q).returning(*BALANCE),
+}
+_AVAILABLE = select(STOCK.c.on_hand - STOCK.c.reserved).where(STOCK.c.warehouse_id == _W,
+                                                              STOCK.c.item_id == _I)
+_FEFO = (select(LOTS.c.id, LOTS.c.lot, LOTS.c.expires_on, LOTS.c.on_hand)
+         .where(LOTS.c.stock_id == bindparam("stock"), LOTS.c.on_hand > 0)
+         .order_by(case((LOTS.c.expires_on.is_(None), 1), else_=0), LOTS.c.expires_on,
+                   LOTS.c.id))
+_FEFO_OF_LOT = _FEFO.where(LOTS.c.lot == bindparam("lot_name"))
+_LOTS_OUT = {  # (named lot?, lock rows?) -> lots to take from, earliest expiry first
+    (False, False): _FEFO, (True, False): _FEFO_OF_LOT,
+    (False, True): _FEFO.with_for_update(), (True, True): _FEFO_OF_LOT.with_for_update()}
+# The usual case in one statement: the first lot in line holds enough. (The balance row is
+# locked already, so its lots cannot change under this.)
+_TAKE_FIRST = {named: update(LOTS).where(
+    LOTS.c.id == lots.with_only_columns(LOTS.c.id).limit(1).scalar_subquery(),
+    LOTS.c.on_hand >= _Q).values(on_hand=LOTS.c.on_hand - _Q)
+    .returning(LOTS.c.lot, LOTS.c.expires_on) for named, lots in ((False, _FEFO),
+                                                                 (True, _FEFO_OF_LOT))}
+_LOT_JOIN = update(LOTS).where(  # stock coming in joins its (lot, expiry) when it is here
+    LOTS.c.stock_id == bindparam("stock"), LOTS.c.lot == bindparam("lot_name"),
+    LOTS.c.expires_on.is_not_distinct_from(bindparam("expires"))
+).values(on_hand=LOTS.c.on_hand + _Q).returning(LOTS.c.id)
+_LOT_TAKE = update(LOTS).where(LOTS.c.id == bindparam("lot_id")).values(
+    on_hand=LOTS.c.on_hand - bindparam("take"))
+_LOT_ADD = update(LOTS).where(LOTS.c.id == bindparam("lot_id")).values(
+    on_hand=LOTS.c.on_hand + _Q)
+_LOT_NEW = insert(LOTS)
+_LOTS_NAMED = select(LOTS.c.id, LOTS.c.expires_on).where(LOTS.c.stock_id == bindparam("stock"),
+                                                        LOTS.c.lot == bindparam("lot_name"))
+_LOT_FIRST_NAMED = _LOTS_NAMED.order_by(LOTS.c.id).limit(1)
+_LOT_UNDATED = _LOTS_NAMED.where(LOTS.c.expires_on.is_(None))
+_LOT_DATED = _LOTS_NAMED.where(LOTS.c.expires_on == bindparam("expires"))
+_LOT_OTHER_DATE = _LOTS_NAMED.where(LOTS.c.expires_on.is_not(None)).limit(1)
+_LINES = insert(MOVEMENTS).returning(MOVEMENTS.c.id, sort_by_parameter_order=True)
+_PUT = {}  # dialect -> the upsert that adds to a balance, creating it when missing
+
+
+def _put(dialect: str):
+    if dialect not in _PUT:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        upsert = (postgresql if dialect == "postgresql" else sqlite).insert(STOCK).values(
+            warehouse_id=_W, item_id=_I, on_hand=_Q, reserved=0, min=0, target=0)
+        _PUT[dialect] = upsert.on_conflict_do_update(
+            index_elements=["warehouse_id", "item_id"],
+            set_={"on_hand": STOCK.c.on_hand + upsert.excluded.on_hand}).returning(*BALANCE)
+    return _PUT[dialect]
+
+
+@dataclass
+class Line:
+    """One ledger line as written; answered like a Movement read back from the ledger."""
+
+    id: int
+    warehouse: Warehouse
+    item: Item
+    kind: str
+    quantity: int
+    balance_after: int
+    lot: str
+    expires_on: date | None
+    reason: str | None
+    reference: str | None
+    actor: str
+    at: datetime
+
+
+def _write_lines(conn: Connection, warehouse: Warehouse, item: Item, kind: str,
+                 parts: list[tuple[int, int, str, date | None]], actor: str,
+                 reason: str | None, reference: str | None) -> list[Line]:
+    """Append ledger lines, `parts` of (quantity, balance after, lot, expiry), in one statement."""
+    at = datetime.now(UTC)
+    rows = [{"warehouse_id": warehouse.id, "item_id": item.id, "kind": kind, "quantity": q,
+             "balance_after": balance, "lot": lot, "expires_on": expires_on, "actor": actor,
+             "reason": reason, "reference": reference, "at": at}
+            for q, balance, lot, expires_on in parts]
+    ids = conn.execute(_LINES, rows).scalars().all()
+    return [Line(line_id, warehouse, item, kind, q, balance, lot, expires_on, reason, reference,
+                 actor, at) for line_id, (q, balance, lot, expires_on) in zip(ids, parts,
+                                                                              strict=True)]
 
 
 def add_stock(session: Session, warehouse: Warehouse, item: Item, quantity: int, kind: str,
               actor: str, *, lot: str = "", expires_on: date | None = None,
               reason: str | None = None, reference: str | None = None) -> Posted:
+    """Put `quantity` in, into the lot of that name and expiry.
+
+    Stock is kept by (lot, expiry): unnamed stock of two expiry dates stays two parts, so that
+    it still leaves earliest expiry first. A named lot given without a date is the lot of that
+    name already here; a receipt naming a lot here with another date is refused as a likely
+    mistake, but a transfer arriving brings its lots as they left.
+    """
     if item.perishable and expires_on is None:
         raise InvalidInput(f"{item.sku} is perishable: stock coming in needs its expiry date",
                            errors={"expires_on": ["required for perishable items"]})
-    stock_id = stock_row(session, warehouse, item)
-    row = session.execute(
-        update(Stock).where(Stock.id == stock_id)
-        .values(on_hand=Stock.on_hand + quantity)
-        .returning(Stock.on_hand, Stock.reserved, Stock.min, Stock.target)).one()
-    existing = session.execute(select(Lot.id, Lot.expires_on).where(
-        Lot.stock_id == stock_id, Lot.lot == lot)).first()
-    if existing is None:
-        session.add(Lot(stock_id=stock_id, lot=lot, expires_on=expires_on, on_hand=quantity))
-    else:
-        if lot and expires_on and existing.expires_on and existing.expires_on != expires_on:
-            raise InvalidInput(f"lot {lot!r} already expires on {existing.expires_on}",
-                               errors={"expires_on": [f"lot {lot!r} expires on "
-                                                      f"{existing.expires_on}"]})
-        session.execute(update(Lot).where(Lot.id == existing.id)
-                        .values(on_hand=Lot.on_hand + quantity))
-    line = _line(session, warehouse, item, kind, quantity, row.on_hand, lot,
-                 expires_on or (existing.expires_on if existing else None), actor, reason,
-                 reference, datetime.now(UTC))
-    posted = Posted(warehouse, item, kind, quantity, [line], row.on_hand, row.reserved, row.min,
+    conn = session.connection()
+    row = conn.execute(_put(conn.dialect.name), {"w": warehouse.id, "i": item.id,
+                                                 "q": quantity}).one()
+    joined = None
+    if expires_on is not None or not lot:  # the usual case, in one statement
+        joined = conn.execute(_LOT_JOIN, {"stock": row.id, "lot_name": lot, "expires": expires_on,
+                                          "q": quantity}).first()
+    if joined is None:
+        existing = _lot_for(conn, row.id, lot, expires_on, kind)
+        if existing is None:
+            conn.execute(_LOT_NEW, {"stock_id": row.id, "lot": lot, "expires_on": expires_on,
+                                    "on_hand": quantity})
+        else:
+            expires_on = existing.expires_on
+            conn.execute(_LOT_ADD, {"lot_id": existing.id, "q": quantity})
+    lines = _write_lines(conn, warehouse, item, kind, [(quantity, row.on_hand, lot, expires_on)],
+                         actor, reason, reference)
+    posted = Posted(warehouse, item, kind, quantity, lines, row.on_hand, row.reserved, row.min,
                     row.target)
-    _changed(session, posted, row.on_hand - quantity)
+    _changed(conn, posted, row.on_hand - quantity)
     return posted
+
+
+def _lot_for(conn: Connection, stock_id: int, lot: str, expires_on: date | None, kind: str):
+    """The lot row stock coming in joins (id, expires_on), or None for a new one."""
+    named = {"stock": stock_id, "lot_name": lot}
+    if lot and expires_on is None:
+        return conn.execute(_LOT_FIRST_NAMED, named).first()
+    if expires_on is None:
+        existing = conn.execute(_LOT_UNDATED, named).first()
+    else:
+        existing = conn.execute(_LOT_DATED, {**named, "expires": expires_on}).first()
+    if existing is None and lot and kind != "transfer_in":
+        other = conn.execute(_LOT_OTHER_DATE, named).first()
+        if other is not None:
+            raise InvalidInput(f"lot {lot!r} already expires on {other.expires_on}",
+                               errors={"expires_on": [f"lot {lot!r} expires on "
+                                                      f"{other.expires_on}"]})
+    return existing
 
 
 def remove_stock(session: Session, warehouse: Warehouse, item: Item, quantity: int, kind: str,
@@ -105,72 +230,81 @@ def remove_stock(session: Session, warehouse: Warehouse, item: Item, quantity: i
 
     `from_reserved` takes stock that a reservation holds; otherwise only what is available.
     """
-    stock_id = session.scalar(select(Stock.id).where(Stock.warehouse_id == warehouse.id,
-                                                     Stock.item_id == item.id))
-    guard = Stock.reserved >= quantity if from_reserved else (
-        Stock.on_hand - Stock.reserved >= quantity)
-    values: dict[str, Any] = {"on_hand": Stock.on_hand - quantity}
-    if from_reserved:
-        values["reserved"] = Stock.reserved - quantity
-    row = None
-    if stock_id is not None:
-        row = session.execute(update(Stock).where(Stock.id == stock_id, guard).values(**values)
-                              .returning(Stock.on_hand, Stock.reserved, Stock.min, Stock.target)
-                              ).first()
+    conn = session.connection()
+    balance = {"w": warehouse.id, "i": item.id}
+    row = conn.execute(_TAKE[from_reserved], {**balance, "q": quantity}).first()
     if row is None:
-        available = session.execute(select(Stock.on_hand - Stock.reserved).where(
-            Stock.id == stock_id)).scalar() if stock_id is not None else 0
+        available = conn.execute(_AVAILABLE, balance).scalar() or 0
         raise InsufficientStock(
-            f"{warehouse.code} has {available or 0} {item.unit} of {item.sku} available, "
-            f"{quantity} asked", extra={"available": available or 0, "requested": quantity,
+            f"{warehouse.code} has {available} {item.unit} of {item.sku} available, "
+            f"{quantity} asked", extra={"available": available, "requested": quantity,
                                         "warehouse": warehouse.code, "item": item.sku})
-    lots = select(Lot).where(Lot.stock_id == stock_id, Lot.on_hand > 0).order_by(
-        case((Lot.expires_on.is_(None), 1), else_=0), Lot.expires_on, Lot.id)
-    if lot is not None:
-        lots = lots.where(Lot.lot == lot)
-    if locks_rows(session):
-        lots = lots.with_for_update()
-    lines, remaining, balance, now = [], quantity, row.on_hand + quantity, datetime.now(UTC)
-    for each in session.scalars(lots):
-        take = min(each.on_hand, remaining)
-        each.on_hand -= take
-        balance -= take
-        remaining -= take
-        lines.append(_line(session, warehouse, item, kind, -take, balance, each.lot,
-                           each.expires_on, actor, reason, reference, now))
-        if remaining == 0:
-            break
-    if remaining:
-        raise InsufficientStock(f"lot {lot!r} of {item.sku} at {warehouse.code} holds "
-                                f"{quantity - remaining}, {quantity} asked",
-                                extra={"available": quantity - remaining, "requested": quantity,
-                                       "warehouse": warehouse.code, "item": item.sku})
+    parts = _take_from_lots(conn, row.id, quantity, lot, row.on_hand)
+    if parts is None:
+        raise InsufficientStock(f"lot {lot!r} of {item.sku} at {warehouse.code} holds less "
+                                f"than the {quantity} asked",
+                                extra={"requested": quantity, "warehouse": warehouse.code,
+                                       "item": item.sku, "lot": lot,
+                                       "available": _lot_available(conn, row.id, lot)})
+    lines = _write_lines(conn, warehouse, item, kind, parts, actor, reason, reference)
     posted = Posted(warehouse, item, kind, -quantity, lines, row.on_hand, row.reserved, row.min,
                     row.target)
-    _changed(session, posted, row.on_hand + quantity)
+    _changed(conn, posted, row.on_hand + quantity)
     return posted
 
 
-def _changed(session: Session, posted: Posted, before: int) -> None:
+def _take_from_lots(conn: Connection, stock_id: int, quantity: int, lot: str | None,
+                    on_hand: int) -> list[tuple[int, int, str, date | None]] | None:
+    """Take `quantity` from the lots of a (locked) balance, earliest expiry first; the parts
+    taken as (quantity, balance after, lot, expiry), or None when the lots hold too little."""
+    named = lot is not None
+    first = conn.execute(_TAKE_FIRST[named], {"stock": stock_id, "lot_name": lot,
+                                              "q": quantity}).first()
+    if first is not None:  # the usual case: the first lot in line holds enough
+        return [(-quantity, on_hand, first.lot, first.expires_on)]
+    lots = _LOTS_OUT[named, conn.dialect.name == "postgresql"]
+    parts, taken, remaining, after = [], [], quantity, on_hand + quantity
+    for each in conn.execute(lots, {"stock": stock_id, "lot_name": lot}):
+        take = min(each.on_hand, remaining)
+        after -= take
+        remaining -= take
+        taken.append({"lot_id": each.id, "take": take})
+        parts.append((-take, after, each.lot, each.expires_on))
+        if remaining == 0:
+            break
+    if remaining:
+        return None
+    conn.execute(_LOT_TAKE, taken)
+    return parts
+
+
+def _lot_available(conn: Connection, stock_id: int, lot: str | None) -> int:
+    lots = _LOTS_OUT[lot is not None, False]
+    return sum(each.on_hand for each in conn.execute(lots, {"stock": stock_id, "lot_name": lot}))
+
+
+def _changed(conn: Connection, posted: Posted, before: int) -> None:
     data = {"warehouse": posted.warehouse.code, "item": posted.item.sku, "kind": posted.kind,
             "quantity": posted.quantity, "on_hand": posted.on_hand, "reserved": posted.reserved,
             "available": posted.available}
-    events.record(session, outbox, "stock.changed", data)
+    events.record(conn, outbox, "stock.changed", data)
     if posted.min and posted.on_hand < posted.min <= before:
-        events.record(session, outbox, "stock.below_min", {**data, "min": posted.min,
-                                                           "target": posted.target})
+        events.record(conn, outbox, "stock.below_min", {**data, "min": posted.min,
+                                                        "target": posted.target})
 
 
 def apply(session: Session, identity: Identity, line: dict[str, Any]) -> Posted:
     """One movement of the contract (receipt, issue or adjustment) by a keeper in scope."""
-    warehouse = catalog.get_warehouse(session, line["warehouse"], "warehouse")
+    warehouse, item = catalog.get_warehouse_and_item(session, line["warehouse"], line["item"])
     catalog.require_scope(identity, warehouse)
-    item = catalog.get_item(session, line["item"], "item")
     kind, quantity = line["kind"], line["quantity"]
     common = {"reason": line.get("reason"), "reference": line.get("reference")}
     if kind == "adjustment" and not common["reason"]:
         raise InvalidInput("an adjustment needs a reason", errors={"reason": ["required for "
                                                                               "adjustments"]})
+    if kind == "issue" and quantity < 0:
+        raise InvalidInput("an issue takes a positive quantity (only an adjustment may be "
+                           "negative)", errors={"quantity": ["must be positive for an issue"]})
     if kind == "issue" or (kind == "adjustment" and quantity < 0):
         return remove_stock(session, warehouse, item, abs(quantity), kind, identity.actor,
                             lot=line.get("lot"), **common)
@@ -182,22 +316,46 @@ def apply(session: Session, identity: Identity, line: dict[str, Any]) -> Posted:
 
 
 def post_movement(session: Session, identity: Identity, data: dict[str, Any]) -> Posted:
+    """One movement. Stock held by a reservation whose time is up is freed and the movement
+    tried again, so that an expired hold never stands in the way."""
+    from inventory_svc.reservations import expire_due
+
+    try:
+        return apply(session, identity, data)
+    except InsufficientStock:
+        if not expire_due(session):
+            raise
     return apply(session, identity, data)
 
 
 def post_batch(session: Session, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
     """Several movements, all or none: the first failure rolls back the whole batch."""
+    from inventory_svc.reservations import expire_due
+
+    expire_due(session)
+    pairs = []
+    for index, line in enumerate(data["lines"]):
+        try:
+            pairs.append((catalog.get_warehouse(session, line["warehouse"], "warehouse"),
+                          catalog.get_item(session, line["item"], "item")))
+        except InvalidInput as exc:
+            raise _in_line(exc, index) from None
+    lock_balances(session, pairs)
     results = []
     for index, line in enumerate(data["lines"]):
         try:
             results.append(apply(session, identity, line))
-        except (InvalidInput, Conflict) as exc:
-            exc.detail = f"line {index}: {exc.detail}"
-            if exc.errors:
-                exc.errors = {f"lines.{index}.{k}": v for k, v in exc.errors.items()}
-            exc.extra = {**exc.extra, "line": index}
-            raise
+        except (InvalidInput, Conflict, Forbidden) as exc:
+            raise _in_line(exc, index) from None
     return {"lines": results}
+
+
+def _in_line(exc: EmsupplyError, index: int) -> EmsupplyError:
+    exc.detail = f"line {index}: {exc.detail}"
+    if exc.errors:
+        exc.errors = {f"lines.{index}.{k}": v for k, v in exc.errors.items()}
+    exc.extra = {**exc.extra, "line": index}
+    return exc
 
 
 def stock_card(session: Session, warehouse_code: str | None, item_sku: str | None,

@@ -101,11 +101,12 @@ class Stock(Base):
 
 
 class Lot(Base):
-    """Part of a balance with its own expiry; lot "" holds stock received without a lot."""
+    """Part of a balance with its own expiry: stock is kept by (lot, expiry), lot "" being
+    stock received without a lot name, so unnamed stock of two dates stays two parts."""
 
     __tablename__ = "lots"
     __table_args__ = (
-        UniqueConstraint("stock_id", "lot"),
+        UniqueConstraint("stock_id", "lot", "expires_on"),
         CheckConstraint("on_hand >= 0", name="lot_not_negative"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 from inventory_svc import catalog, ledger
 from inventory_svc.models import Item, Reservation, ReservationLine, Stock, Warehouse
 from shared.auth import Identity
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, InvalidInput, NotFound
 
 HELD, COMMITTED, RELEASED, EXPIRED = "held", "committed", "released", "expired"
+MAX_ID = 2**63 - 1
 ROLES = ("admin", "service", "integration")
 
 
@@ -30,12 +31,18 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
     for line in data["lines"]:
         key = (line["warehouse"], line["item"])
         wanted[key] = wanted.get(key, 0) + line["quantity"]
-    rows = []
+    found = []
     for (code, sku), quantity in wanted.items():
-        warehouse = catalog.get_warehouse(session, code, "lines.warehouse")
-        item = catalog.get_item(session, sku, "lines.item")
-        rows.append((ledger.stock_row(session, warehouse, item), code, sku, quantity))
-    rows.sort()  # one lock order for every reservation: no deadlock between two of them
+        try:
+            warehouse, item = catalog.get_warehouse_and_item(session, code, sku)
+        except InvalidInput as exc:  # named as the lines' field
+            raise InvalidInput(exc.detail, errors={f"lines.{name}": messages for name, messages
+                                                   in (exc.errors or {}).items()}) from None
+        found.append((warehouse, item, code, sku, quantity))
+    # Balances are created and locked in the one order every command uses: no deadlock.
+    ids = ledger.lock_balances(session, [(warehouse, item) for warehouse, item, *_ in found])
+    rows = sorted((ids[warehouse.id, item.id], code, sku, quantity)
+                  for warehouse, item, code, sku, quantity in found)
     shortfalls = []
     for stock_id, code, sku, quantity in rows:
         held = session.execute(update(Stock).where(
@@ -63,6 +70,8 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
 
 
 def get_reservation(session: Session, reservation_id: int, *, lock: bool = False) -> Reservation:
+    if not 0 < reservation_id <= MAX_ID:
+        raise NotFound(f"no reservation {reservation_id}")
     query = select(Reservation).where(Reservation.id == reservation_id)
     if lock and session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(of=Reservation)
@@ -82,6 +91,8 @@ def commit_reservation(session: Session, identity: Identity, reservation_id: int
     identity.require(*ROLES)
     reservation = _open(session, reservation_id)
     for line in reservation.lines:
+        if not line.quantity:  # released in part down to nothing: nothing leaves
+            continue
         ledger.remove_stock(session, session.get(Warehouse, line.stock.warehouse_id),
                             session.get(Item, line.stock.item_id), line.quantity, "issue",
                             identity.actor, reason="reservation committed",
@@ -90,15 +101,35 @@ def commit_reservation(session: Session, identity: Identity, reservation_id: int
     return _close(reservation, COMMITTED)
 
 
-def release_reservation(session: Session, identity: Identity, reservation_id: int) -> Reservation:
+def release_reservation(session: Session, identity: Identity, reservation_id: int,
+                        data: dict[str, Any] | None = None) -> Reservation:
+    """Free the hold, or only the `lines` given (a plan re-sourcing a shipment cut off)."""
     identity.require(*ROLES)
     reservation = get_reservation(session, reservation_id, lock=True)
     if reservation.status in (RELEASED, EXPIRED):
         return reservation
     if reservation.status == COMMITTED:
         raise Conflict(f"reservation {reservation_id} was committed; its stock has left")
-    _unhold(session, reservation)
-    return _close(reservation, RELEASED)
+    parts = (data or {}).get("lines")
+    if not parts:
+        _unhold(session, reservation)
+        return _close(reservation, RELEASED)
+    by_key = {(line.stock.warehouse.code, line.stock.item.sku): line
+              for line in reservation.lines}
+    freed: dict[int, int] = {}
+    for index, part in enumerate(parts):
+        line = by_key.get((part["warehouse"], part["item"]))
+        if line is None or part["quantity"] > line.quantity:
+            raise InvalidInput(f"line {index}: reservation {reservation_id} does not hold "
+                               f"{part['quantity']} {part['item']} at {part['warehouse']}",
+                               errors={f"lines.{index}.quantity": ["more than is held"]})
+        freed[line.stock_id] = freed.get(line.stock_id, 0) + part["quantity"]
+        line.quantity -= part["quantity"]
+    _free(session, freed)
+    if all(line.quantity == 0 for line in reservation.lines):
+        _close(reservation, RELEASED)
+    session.flush()
+    return reservation
 
 
 def expire_due(session: Session, now: datetime | None = None) -> int:
@@ -107,14 +138,16 @@ def expire_due(session: Session, now: datetime | None = None) -> int:
     due = select(Reservation).where(Reservation.status == HELD, Reservation.expires_at <= now)
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True, of=Reservation)
-    count = 0
-    for reservation in session.scalars(due):
-        _unhold(session, reservation)
+    expired = list(session.scalars(due))
+    freed: dict[int, int] = {}
+    for reservation in expired:
+        for line in reservation.lines:
+            freed[line.stock_id] = freed.get(line.stock_id, 0) + line.quantity
         _close(reservation, EXPIRED, now)
-        count += 1
-    if count:
+    _free(session, freed)  # all balances at once, in stock order: no deadlock with others
+    if expired:
         session.flush()
-    return count
+    return len(expired)
 
 
 def _open(session: Session, reservation_id: int) -> Reservation:
@@ -130,9 +163,15 @@ def _open(session: Session, reservation_id: int) -> Reservation:
 
 
 def _unhold(session: Session, reservation: Reservation) -> None:
-    for line in sorted(reservation.lines, key=lambda each: each.stock_id):
-        session.execute(update(Stock).where(Stock.id == line.stock_id)
-                        .values(reserved=Stock.reserved - line.quantity))
+    _free(session, {line.stock_id: line.quantity for line in reservation.lines})
+
+
+def _free(session: Session, quantities: dict[int, int]) -> None:
+    """Lower `reserved` by {stock id: quantity}, in stock id order (the one lock order)."""
+    for stock_id in sorted(quantities):
+        if quantities[stock_id]:
+            session.execute(update(Stock).where(Stock.id == stock_id)
+                            .values(reserved=Stock.reserved - quantities[stock_id]))
 
 
 def _close(reservation: Reservation, status: str, now: datetime | None = None) -> Reservation:

@@ -269,6 +269,11 @@ class ReservationIn(StrictSchema):
     reference = Text(200)
 
 
+class ReleaseIn(StrictSchema):
+    lines = fields.List(fields.Nested(ReservationLineIn), validate=validate.Length(1, 10_000),
+                        metadata={"description": "release only these; none releases all"})
+
+
 class ReservationLineOut(Schema):
     warehouse = fields.Function(lambda line: line.stock.warehouse.code)
     item = fields.Function(lambda line: line.stock.item.sku)

@@ -20,7 +20,7 @@ def list_stock(session: Session, warehouse: str | None, item: str | None, subtre
              .limit(limit))
     if warehouse:
         root = catalog.get_warehouse(session, warehouse, "warehouse")
-        query = query.where(Warehouse.path.startswith(root.path) if subtree
+        query = query.where(Warehouse.path.startswith(root.path, autoescape=True) if subtree
                             else Stock.warehouse_id == root.id)
     if item:
         query = query.where(Stock.item_id == catalog.get_item(session, item, "item").id)
@@ -34,7 +34,9 @@ def summary(session: Session, item: str | None, by: str) -> list[dict[str, Any]]
     reservations.expire_due(session)
     if by == "county":
         # The second segment of "/QDN/KL/..." is the county; the prefecture depot stands alone.
-        group = func.coalesce(func.nullif(_segment(Warehouse.path, 2), ""), "QDN")
+        postgres = session.get_bind().dialect.name == "postgresql"
+        group = func.coalesce(func.nullif(_segment(Warehouse.path, 2, postgres), ""),
+                              _segment(Warehouse.path, 1, postgres))
     else:
         group = Warehouse.level
     query = (select(group.label("group"), Item.sku, func.sum(Stock.on_hand),
@@ -48,8 +50,11 @@ def summary(session: Session, item: str | None, by: str) -> list[dict[str, Any]]
             for g, sku, on_hand, reserved, minimum, n in session.execute(query)]
 
 
-def _segment(path, index: int):
-    """Segment `index` (1-based) of a "/a/b/c/" path, in SQL both dialects understand."""
+def _segment(path, index: int, postgres: bool):
+    """Segment `index` (1-based) of a "/a/b/c/" path ("" past its end), in SQL: PostgreSQL
+    has split_part; SQLite has neither that nor strpos, so it is cut with instr and substr."""
+    if postgres:
+        return func.split_part(path, "/", index + 1)
     rest = path
     for _ in range(index):
         rest = func.substr(rest, func.instr(rest, "/") + 1)
@@ -60,14 +65,17 @@ def set_levels(session: Session, identity: Identity, code: str,
                data: dict[str, Any]) -> dict[str, list[Stock]]:
     identity.require("admin", "commander")
     warehouse = catalog.get_warehouse(session, code)
-    rows = []
+    items = []
     for index, level in enumerate(data["levels"]):
         if level["target"] < level["min"]:
             raise InvalidInput(f"levels[{index}]: target {level['target']} is below min "
                                f"{level['min']}", errors={f"levels.{index}.target":
                                                           ["must be at least min"]})
-        item = catalog.get_item(session, level["item"], f"levels.{index}.item")
-        stock = session.get(Stock, ledger.stock_row(session, warehouse, item))
+        items.append(catalog.get_item(session, level["item"], f"levels.{index}.item"))
+    ids = ledger.lock_balances(session, [(warehouse, item) for item in items])
+    rows = []
+    for item, level in zip(items, data["levels"], strict=True):
+        stock = session.get(Stock, ids[warehouse.id, item.id], populate_existing=True)
         stock.min, stock.target = level["min"], level["target"]
         rows.append(stock)
     session.flush()
@@ -78,13 +86,21 @@ def stocktake(session: Session, identity: Identity, data: dict[str, Any]) -> dic
     """Post an adjustment for every counted difference; what matches is left alone."""
     warehouse = catalog.get_warehouse(session, data["warehouse"], "warehouse")
     catalog.require_scope(identity, warehouse)
+    items, seen = [], set()
+    for index, count in enumerate(data["counts"]):
+        if count["item"] in seen:
+            raise InvalidInput(f"counts.{index}: {count['item']} is counted twice",
+                               errors={f"counts.{index}.item": ["counted twice"]})
+        seen.add(count["item"])
+        items.append(catalog.get_item(session, count["item"], f"counts.{index}.item"))
+    reservations.expire_due(session)
+    # Locked before they are read: what is counted against cannot change under the count.
+    ids = ledger.lock_balances(session, [(warehouse, item) for item in items])
     differences = []
     reason = data.get("reason") or "stocktake"
-    for index, count in enumerate(data["counts"]):
+    for index, (item, count) in enumerate(zip(items, data["counts"], strict=True)):
         field = f"counts.{index}"
-        item = catalog.get_item(session, count["item"], f"{field}.item")
-        stock = session.get(Stock, ledger.stock_row(session, warehouse, item))
-        session.refresh(stock)
+        stock = session.get(Stock, ids[warehouse.id, item.id], populate_existing=True)
         expected, delta = stock.on_hand, count["counted"] - stock.on_hand
         if delta > 0:
             if item.perishable and not count.get("expires_on"):

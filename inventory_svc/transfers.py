@@ -9,13 +9,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inventory_svc import catalog, ledger
+from inventory_svc import catalog, ledger, reservations
 from inventory_svc.models import Transfer, TransferLine, outbox
 from shared import events
 from shared.auth import Identity
 from shared.errors import Conflict, InvalidInput, NotFound
+from shared.sql import locks_rows
 
 IN_TRANSIT, RECEIVED = "in_transit", "received"
+MAX_ID = 2**63 - 1
 
 
 def create_transfer(session: Session, identity: Identity, data: dict[str, Any]) -> Transfer:
@@ -33,8 +35,12 @@ def create_transfer(session: Session, identity: Identity, data: dict[str, Any]) 
     session.add(transfer)
     session.flush()
     reference = f"transfer:{transfer.id}"
-    for sku, quantity in _merged(data["lines"]).items():
-        item = catalog.get_item(session, sku, "lines.item")
+    merged = _merged(data["lines"])
+    items = {sku: catalog.get_item(session, sku, "lines.item") for sku in merged}
+    reservations.expire_due(session)
+    ledger.lock_balances(session, [(source, item) for item in items.values()])
+    for sku, quantity in merged.items():
+        item = items[sku]
         posted = ledger.remove_stock(session, source, item, quantity, "transfer_out",
                                      identity.actor, reason=data.get("reason"),
                                      reference=reference)
@@ -48,7 +54,7 @@ def create_transfer(session: Session, identity: Identity, data: dict[str, Any]) 
 
 def receive_transfer(session: Session, identity: Identity, transfer_id: int,
                      data: dict[str, Any]) -> Transfer:
-    transfer = get_transfer(session, transfer_id)
+    transfer = get_transfer(session, transfer_id, lock=True)
     catalog.require_scope(identity, transfer.destination)
     if transfer.status != IN_TRANSIT:
         raise Conflict(f"transfer {transfer_id} was already received")
@@ -59,6 +65,7 @@ def receive_transfer(session: Session, identity: Identity, transfer_id: int,
             raise InvalidInput(f"item {sku!r} is not on transfer {transfer_id}",
                                errors={"lines.item": [f"{sku!r} is not on this transfer"]})
     reference = f"transfer:{transfer.id}"
+    ledger.lock_balances(session, [(transfer.destination, line.item) for line in transfer.lines])
     for line in transfer.lines:
         count = counted.get(line.item.sku)
         received = line.quantity if count is None else count["received"]
@@ -84,8 +91,15 @@ def receive_transfer(session: Session, identity: Identity, transfer_id: int,
     return transfer
 
 
-def get_transfer(session: Session, transfer_id: int) -> Transfer:
-    transfer = session.get(Transfer, transfer_id)
+def get_transfer(session: Session, transfer_id: int, *, lock: bool = False) -> Transfer:
+    """The transfer of `transfer_id`; with `lock`, held until the end of the transaction so
+    that two receipts of the same transfer cannot both add its stock."""
+    if not 0 < transfer_id <= MAX_ID:
+        raise NotFound(f"no transfer {transfer_id}")
+    query = select(Transfer).where(Transfer.id == transfer_id)
+    if lock and locks_rows(session):
+        query = query.with_for_update(of=Transfer)
+    transfer = session.scalar(query)
     if transfer is None:
         raise NotFound(f"no transfer {transfer_id}")
     return transfer

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from shared import auth
@@ -39,6 +41,8 @@ class ServiceClient:
         self.base_url = base_url.rstrip("/")
         self.secret = secret
         self.timeout = (connect_timeout, read_timeout)
+        self.prefix = urlsplit(self.base_url).path
+        self.pool = urllib3.connection_from_url(self.base_url, maxsize=pool_size, block=False)
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
@@ -60,6 +64,39 @@ class ServiceClient:
             raise UpstreamTimeout(f"the {self.name} service did not answer in time",
                                   extra={"service": self.name}) from None
         except requests.ConnectionError:
+            raise Unavailable(f"the {self.name} service is unreachable",
+                              extra={"service": self.name}) from None
+
+    def forward(self, method: str, path: str, identity: auth.Identity, body: bytes = b"",
+                headers: dict[str, str] | None = None, *, signed_path: str | None = None,
+                timeout: tuple[float, float] | None = None) -> urllib3.HTTPResponse:
+        """Pass one call on and return the answer whatever its status (the gateway's hop):
+        `.status`, `.headers`, `.data`.
+
+        `path` (with its query) is sent as given, percent-encoded; `signed_path` is the same
+        path as the service will see it once decoded, which is what the signature covers.
+        Unreachable and too slow raise Unavailable and UpstreamTimeout, as in `send`. This
+        path goes straight to urllib3's connection pool: the gateway makes it on every call,
+        and requests' own preparation of a call costs about as much as the service's answer.
+        """
+        signed = auth.sign(self.secret, identity, method, signed_path or path, body)
+        return self._urlopen(method, path, body, {**(headers or {}), **signed}, timeout)
+
+    def fetch(self, path: str, timeout: tuple[float, float] | None = None
+              ) -> urllib3.HTTPResponse:
+        """An unsigned GET (health, the OpenAPI document), answered whatever its status."""
+        return self._urlopen("GET", path, b"", {}, timeout)
+
+    def _urlopen(self, method, path, body, headers, timeout) -> urllib3.HTTPResponse:
+        connect, read = timeout or self.timeout
+        try:
+            return self.pool.urlopen(method, self.prefix + path, body=body or None, headers=headers,
+                                     retries=False, redirect=False, assert_same_host=False,
+                                     timeout=urllib3.Timeout(connect=connect, read=read))
+        except urllib3.exceptions.ReadTimeoutError:
+            raise UpstreamTimeout(f"the {self.name} service did not answer in time",
+                                  extra={"service": self.name}) from None
+        except urllib3.exceptions.HTTPError:  # refused, reset, connect timeout, bad answer
             raise Unavailable(f"the {self.name} service is unreachable",
                               extra={"service": self.name}) from None
 
@@ -88,3 +125,4 @@ class ServiceClient:
 
     def close(self) -> None:
         self.session.close()
+        self.pool.close()

@@ -72,12 +72,15 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A session for reads only: nothing it does is committed."""
+        """A session for reads only: nothing it does is committed.
+
+        Closing (not rolling back) ends the transaction without expiring what was loaded, so
+        the objects read can still be dumped after the block, as handlers returning them do.
+        """
         session = self.sessions()
         try:
             yield session
         finally:
-            session.rollback()
             session.close()
 
     def ping(self) -> None:

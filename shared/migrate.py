@@ -24,3 +24,17 @@ def upgrade(package: str, url: str) -> None:
 
 def heads(package: str) -> list[str]:
     return list(ScriptDirectory.from_config(alembic_config(package, "sqlite://")).get_heads())
+
+
+def run_migrations(metadata) -> None:
+    """The body of every service's alembic env.py: online migrations only."""
+    from alembic import context
+    from sqlalchemy import create_engine, pool
+
+    url = context.config.get_main_option("sqlalchemy.url")
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

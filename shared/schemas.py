@@ -4,19 +4,52 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 
 MAX_QUANTITY = 1_000_000_000
-CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$",
+CODE = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}\Z",
                        error="1 to 40 letters, digits, '_', '.' or '-', starting with a letter "
                              "or digit")
 
 
 class StrictSchema(Schema):
-    """Unknown fields are an error, not silently dropped."""
+    """Unknown fields are an error, not silently dropped; so is text no database can store
+    (a NUL character, an unpaired surrogate from a JSON escape like "\\ud800")."""
 
     class Meta:
         unknown = RAISE
+
+    @pre_load
+    def _storable_text(self, data, **kwargs):
+        where = _unstorable(data)
+        if where is not None:
+            raise ValidationError(["must not contain NUL characters or unpaired surrogates"],
+                                  field_name=where or "_schema")
+        return data
+
+
+def _unstorable(value, path: str = "") -> str | None:
+    """The dotted path of the first string (value or key) in `value` that cannot be stored."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            if _unstorable(key) is not None:
+                return path
+            found = _unstorable(inner, name)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            found = _unstorable(inner, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
 
 
 def Quantity(**kwargs) -> fields.Integer:  # noqa: N802 (a field factory reads like a field)
@@ -37,7 +70,10 @@ class UtcDateTime(fields.DateTime):
 
     def _deserialize(self, value, attr, data, **kwargs):
         moment: datetime = super()._deserialize(value, attr, data, **kwargs)
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        try:
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+            raise ValidationError("out of the range of UTC times") from None
 
 
 class Cursor(fields.String):

@@ -99,16 +99,27 @@ def run(data_dir: Path, port: int, names: tuple[str, ...], workers: int = 2,
     """Start, watch, stop. Returns the exit status for the command line."""
     env = dict(os.environ)
     env["EMSUPPLY_PORT"] = str(port)
-    prepare(data_dir, names, env)
+    env.setdefault("EMSUPPLY_GATEWAY_SERVICES", ",".join(n for n in names if n != "gateway"))
+    embedded = background = None
     running: list[Service] = []
     stopping = []
     previous = signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
+        if not env.get("EMSUPPLY_REDIS_URL", "").strip():  # the default: Redis of our own
+            from shared.redis import EmbeddedRedis
+
+            embedded = EmbeddedRedis(data_dir / "redis").start()
+            env["EMSUPPLY_REDIS_URL"] = embedded.url
+        settings = prepare(data_dir, names, env)
         for service in services(port, names):
             start(service, data_dir, env, workers)
             running.append(service)
             wait_ready(service)
             echo(f"{service.name:<11} http://127.0.0.1:{service.port}  (log: {service.log_path})")
+        if "gateway" in settings:
+            background = start_background(settings, port)
+        if embedded:
+            echo(f"{'redis':<11} {embedded.url}  (embedded)")
         echo("ready; Ctrl-C stops everything")
         while not stopping:
             for service in running:
@@ -124,5 +135,18 @@ def run(data_dir: Path, port: int, names: tuple[str, ...], workers: int = 2,
         echo(str(exc))
         return 1
     finally:
+        if background:
+            background.stop()
         stop_all(running)
+        if embedded:
+            embedded.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def start_background(settings: dict[str, Settings], port: int):
+    """The outbox relays of the services and the webhook dispatcher, as threads of this
+    process (gateway.worker)."""
+    from gateway.worker import Background
+
+    services = {name: each for name, each in settings.items() if name != "gateway"}
+    return Background(services, settings["gateway"], f"http://127.0.0.1:{port}").start()

@@ -14,10 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import flask_smorest
 from flask import Flask, Response, current_app, g, request
 from marshmallow import Schema
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.routing import IntegerConverter
 
 from shared import auth
 from shared.config import Settings
@@ -25,8 +30,8 @@ from shared.db import Database
 from shared.errors import InvalidInput, register_error_handlers
 
 log = logging.getLogger("emsupply.access")
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}\Z")
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
@@ -36,6 +41,52 @@ class ServiceContext:
     db: Database
     idempotency: Table
     checks: tuple[Callable[[], None], ...] = ()
+
+
+class JsonBodyParser(FlaskParser):
+    """webargs' Flask parser, strict about bodies: a body that is not JSON is 415 instead of
+    being read as no body at all, and JSON that Python cannot read (nested thousands deep, a
+    5,000-digit number) is 400 instead of an unhandled error."""
+
+    def _raw_load_json(self, req):
+        if not is_json_request(req):
+            if req.get_data(cache=True):
+                raise UnsupportedMediaType("the body must be JSON (Content-Type: "
+                                           "application/json)")
+            return webargs_core.missing
+        try:
+            return super()._raw_load_json(req)
+        except json.JSONDecodeError:
+            raise  # webargs answers these itself (an empty body is no body)
+        except (ValueError, RecursionError) as exc:
+            self._handle_invalid_json_error(exc, req)
+
+    def _handle_invalid_json_error(self, error, req, *args, **kwargs):
+        exc = BadRequest(f"the body is not valid JSON ({error.__class__.__name__})")
+        exc.data = {"messages": {"json": ["Invalid JSON body."]}}
+        raise exc
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint with the strict body parser; services declare routes on it."""
+
+    ARGUMENTS_PARSER = JsonBodyParser()
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` path ids that a database can hold: a larger number matches no route (404)
+    instead of overflowing the database driver."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
+def new_app(import_name: str) -> Flask:
+    """A Flask app as every service makes it: bounded integer ids in paths."""
+    app = Flask(import_name)
+    app.url_map.converters["int"] = IdConverter
+    return app
 
 
 def context() -> ServiceContext:
@@ -118,10 +169,7 @@ def run_command(fn: Callable[..., Any], *args: Any, schema: Schema, status: int 
         with ctx.db.unit_of_work() as session:
             body = schema.dump(fn(session, identity, *args))
         return json_response(body, status)
-    if not IDEMPOTENCY_KEY.match(key):
-        raise InvalidInput("Idempotency-Key must be 1 to 200 printable ASCII characters",
-                           errors={"Idempotency-Key": ["1 to 200 printable ASCII characters"]})
-    fingerprint = _fingerprint(identity)
+    key, fingerprint = idempotency_request(identity)
     replay = _stored(ctx, key, fingerprint)
     if replay is not None:
         return replay
@@ -147,11 +195,21 @@ def run_command(fn: Callable[..., Any], *args: Any, schema: Schema, status: int 
     return response
 
 
+def idempotency_request(identity: auth.Identity) -> tuple[str | None, str]:
+    """The request's Idempotency-Key (checked) and the fingerprint of what it asks, for
+    commands that keep their own record of the key instead of using `run_command`."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise InvalidInput("Idempotency-Key must be 1 to 200 printable ASCII characters",
+                           errors={"Idempotency-Key": ["1 to 200 printable ASCII characters"]})
+    return key, _fingerprint(identity)
+
+
 def _fingerprint(identity: auth.Identity) -> str:
     raw = request.get_data(cache=True)
     try:
         canonical = json.dumps(json.loads(raw or b"null"), sort_keys=True, separators=(",", ":"))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON (or not readable as JSON): the bytes as sent
         canonical = raw.decode("utf-8", "replace")
     material = "\n".join((identity.actor, request.method, request.path, canonical))
     return hashlib.sha256(material.encode()).hexdigest()

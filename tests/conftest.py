@@ -134,3 +134,27 @@ def inventory_app(inventory_db, settings_for):
 @pytest.fixture
 def inv(inventory_app) -> Caller:
     return Caller(inventory_app.test_client())
+
+
+@pytest.fixture
+def allocation_db(tmp_path):
+    url = f"sqlite:///{tmp_path / 'allocation.sqlite'}"
+    upgrade("allocation_svc", url)
+    database = Database(url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def allocation_app(allocation_db, inventory_app, settings_for):
+    from allocation_svc import create_app
+    from shared.client import ServiceClient
+    from shared.suite import InProcessTransport
+
+    client = InProcessTransport("inventory", inventory_app, SECRET).as_client(ServiceClient)
+    return create_app(settings_for("allocation", allocation_db.url), allocation_db, client)
+
+
+@pytest.fixture
+def alloc(allocation_app) -> Caller:
+    return Caller(allocation_app.test_client())

@@ -22,8 +22,10 @@ ITEMS = [
 ]
 
 
-def build_tree(caller) -> None:
+def build_tree(caller, with_roads: bool = False) -> None:
     for warehouse in TREE:
+        if with_roads:
+            warehouse = {**warehouse, "road_node": road_node(warehouse["code"])}
         response = caller.post("/api/v1/warehouses", warehouse)
         assert response.status_code == 201, response.get_json()
     for item in ITEMS:
@@ -38,3 +40,35 @@ def receive(caller, warehouse: str, item: str, quantity: int, **extra):
     response = caller.post("/api/v1/movements", body)
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+def road_node(code: str) -> str:
+    return "n-" + code
+
+
+# A small road network over TREE: (edge id, from, to, km, class). KL-T01 and KL-T02 are also
+# joined through junction J1, so closing the county road to KL-T02 leaves a detour.
+EDGES = [
+    ("e1", "QDN", "KL", 10, "national"),
+    ("e2", "KL", "KL-T01", 8, "county"),
+    ("e3", "KL-T01", "KL-T01-V01", 3, "village"),
+    ("e4", "KL-T01", "KL-T01-V02", 4, "village"),
+    ("e5", "KL", "KL-T02", 9, "county"),
+    ("e6", "KL-T02", "KL-T02-V01", 3, "village"),
+    ("e7", "QDN", "LP", 60, "expressway"),
+    ("e8", "KL-T01", "J1", 5, "township"),
+    ("e9", "J1", "KL-T02", 5, "township"),
+]
+
+
+def roads_geojson() -> dict:
+    places = [w["code"] for w in TREE] + ["J1"]
+    features = [{"type": "Feature",
+                 "geometry": {"type": "Point", "coordinates": [108.0 + i * 0.01, 26.5 + i * 0.01]},
+                 "properties": {"id": road_node(code)}} for i, code in enumerate(places)]
+    for eid, a, b, km, cls in EDGES:
+        features.append({"type": "Feature",
+                         "geometry": {"type": "LineString", "coordinates": []},
+                         "properties": {"id": eid, "from": road_node(a), "to": road_node(b),
+                                        "length_km": km, "road_class": cls}})
+    return {"type": "FeatureCollection", "features": features}

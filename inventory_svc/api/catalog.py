@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from inventory_svc import catalog
 from inventory_svc.schemas import (
@@ -15,7 +14,7 @@ from inventory_svc.schemas import (
     WarehouseQuery,
 )
 from shared.schemas import PageQuery, page
-from shared.web import context, run_command
+from shared.web import Blueprint, context, run_command
 
 blp = Blueprint("warehouses", __name__, url_prefix="/api/v1",
                 description="The four-level depot tree and the item catalogue")

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from inventory_svc import reservations, transfers
 from inventory_svc.schemas import (
     ReceiptIn,
+    ReleaseIn,
     ReservationIn,
     ReservationOut,
     TransferIn,
@@ -14,7 +14,7 @@ from inventory_svc.schemas import (
     TransferQuery,
 )
 from shared.schemas import page
-from shared.web import context, current_identity, run_command
+from shared.web import Blueprint, context, current_identity, run_command
 
 blp = Blueprint("holds", __name__, url_prefix="/api/v1",
                 description="Transfers between depots and reservations for plans")
@@ -87,8 +87,9 @@ class ReservationCommit(MethodView):
 
 @blp.route("/reservations/<int:reservation_id>/release")
 class ReservationRelease(MethodView):
+    @blp.arguments(ReleaseIn, required=False)
     @blp.response(200, ReservationOut)
-    def post(self, reservation_id):
-        """Free the held stock"""
-        return run_command(reservations.release_reservation, reservation_id,
+    def post(self, data, reservation_id):
+        """Free the held stock, or only some lines of it"""
+        return run_command(reservations.release_reservation, reservation_id, data,
                            schema=ReservationOut(), status=200)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from flask.views import MethodView
+from marshmallow import Schema, fields
+
+from inventory_svc import snapshot
+from shared.schemas import CODE, StrictSchema
+from shared.web import Blueprint, context
+
+blp = Blueprint("snapshot", __name__, url_prefix="/api/v1",
+                description="The whole network's warehouses and balances in one read")
+
+
+class SnapshotQuery(StrictSchema):
+    item = fields.List(fields.String(validate=CODE), load_default=list,
+                       metadata={"description": "repeat for several items; none means all"})
+
+
+class SnapshotOut(Schema):
+    warehouses = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()))
+    stock = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()))
+
+
+@blp.route("/stock/snapshot")
+class Snapshot(MethodView):
+    @blp.arguments(SnapshotQuery, location="query")
+    @blp.response(200, SnapshotOut)
+    def get(self, query):
+        """Every warehouse (code, level, path, status, road node) and balance, as columns"""
+        with context().db.unit_of_work() as session:
+            return snapshot.snapshot(session, query["item"])
