@@ -1,2 +1,65 @@
 """Allocation service: road graph, incidents, allocation plans, dispatch, re-planning,
 restocking."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+from shared import logs
+from shared.config import Settings, load_settings
+from shared.db import Database
+from shared.web import ServiceContext, install, new_app
+
+API_SPEC = {
+    "API_TITLE": "emsupply allocation",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.1.0",
+    "OPENAPI_URL_PREFIX": "/api/v1",
+    "OPENAPI_JSON_PATH": "openapi.json",
+}
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None,
+               inventory_client=None) -> Flask:
+    """The allocation service: settings, database, inventory client, graph cache, API."""
+    from allocation_svc.api import views
+    from allocation_svc.inventory import Inventory
+    from allocation_svc.models import idempotency
+    from allocation_svc.plans import Allocation
+    from allocation_svc.replenish import Restocking
+    from allocation_svc.roads import GraphCache
+    from shared.client import ServiceClient
+
+    settings = settings or load_settings("allocation")
+    logs.configure("allocation")
+    database = database or Database(settings.database_url)
+    client = inventory_client or ServiceClient("inventory", settings.inventory_url,
+                                               settings.secret, connect_timeout=1.0,
+                                               read_timeout=15.0)
+    inventory = Inventory(client)
+    graphs = GraphCache(trees=_shared_trees(settings))
+    app = new_app("allocation_svc")
+    app.config.update(API_SPEC)
+    api = Api(app)
+    api.register_blueprint(views.blp)
+    app.extensions["allocation"] = Allocation(database, inventory, graphs)
+    app.extensions["restocking"] = Restocking(database, inventory, graphs)
+    install(app, ServiceContext(settings, database, idempotency))
+    return app
+
+
+def _shared_trees(settings: Settings):
+    """With Redis, every worker shares the shortest-path trees; without it, each keeps its own."""
+    if not settings.redis_url:
+        return None
+    import hashlib
+
+    import redis
+
+    from allocation_svc.treecache import RedisTreeCache
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5,
+                                  socket_connect_timeout=0.5)
+    origin = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
+    return lambda namespace: RedisTreeCache(client, f"{origin}:{namespace}")

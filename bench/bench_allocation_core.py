@@ -98,7 +98,7 @@ def median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def networkx_way(nxg: nx.DiGraph, graph: RoadGraph, depots, demands) -> float:
+def networkx_way(nxg: nx.DiGraph, graph: RoadGraph, depots, demands, items=ITEMS) -> float:
     """One networkx Dijkstra per site, then network_simplex over all depots per item (minutes
     scaled to integer milliminutes; unmet at a priority penalty). Returns the plan cost."""
     rev = nxg.reverse(copy=False)
@@ -106,7 +106,7 @@ def networkx_way(nxg: nx.DiGraph, graph: RoadGraph, depots, demands) -> float:
             for d in demands}
     node_of = {d.code: graph.node_index(d.node) for d in depots}
     cost = 0.0
-    for item in ITEMS:
+    for item in items:
         lines = [d for d in demands if d.item == item]
         g = nx.DiGraph()
         supply = 0

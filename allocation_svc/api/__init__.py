@@ -1,0 +1,1 @@
+"""Thin HTTP entrypoints: a schema in, one service call, a schema out."""

@@ -1,0 +1,96 @@
+"""Incidents grow from a thin first report (a type and one site, within two minutes) into the
+full report: level, title, sites, affected population."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from allocation_svc.inventory import Inventory
+from allocation_svc.models import Incident, outbox
+from shared import events
+from shared.auth import Identity
+from shared.client import RemoteError
+from shared.errors import InvalidInput, NotFound
+
+ROLES = ("admin", "commander", "integration")
+
+
+def _resolve_sites(inventory: Inventory, sites: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each site an id and its road node, township and county (from its warehouse)."""
+    resolved, seen = [], set()
+    for index, site in enumerate(sites):
+        entry = {"id": site.get("id") or f"S{index + 1}", "warehouse": site.get("warehouse"),
+                 "node": site.get("node"), "population": site.get("population") or 0,
+                 "township": None, "county": None}
+        if entry["id"] in seen:
+            raise InvalidInput(f"two sites are called {entry['id']!r}",
+                               errors={f"sites.{index}.id": ["must be unique"]})
+        seen.add(entry["id"])
+        if not entry["warehouse"] and not entry["node"]:
+            raise InvalidInput("a site needs a warehouse code or a road node",
+                               errors={f"sites.{index}": ["give warehouse or node"]})
+        if entry["warehouse"]:
+            try:
+                warehouse = inventory.warehouse(entry["warehouse"])
+            except RemoteError as exc:
+                if exc.status == 404:
+                    raise InvalidInput(f"no warehouse {entry['warehouse']!r}", errors={
+                        f"sites.{index}.warehouse": ["unknown warehouse code"]}) from None
+                raise
+            if not warehouse.get("road_node"):
+                raise InvalidInput(f"warehouse {entry['warehouse']} has no road node", errors={
+                    f"sites.{index}.warehouse": ["has no road_node; give node instead"]})
+            entry["node"] = entry["node"] or warehouse["road_node"]
+            path = warehouse.get("path") or []
+            entry["county"] = path[1] if len(path) > 1 else None
+            entry["township"] = path[2] if len(path) > 2 else None
+        resolved.append(entry)
+    return resolved
+
+
+def declare(session: Session, identity: Identity, data: dict[str, Any],
+            inventory: Inventory) -> Incident:
+    identity.require(*ROLES)
+    now = datetime.now(UTC)
+    incident = Incident(type=data["type"], level=data.get("level"), title=data.get("title"),
+                        status="open", sites=_resolve_sites(inventory, data["sites"]),
+                        created_by=identity.actor, created_at=now, updated_at=now)
+    session.add(incident)
+    session.flush()
+    events.record(session, outbox, "incident.declared", {
+        "id": incident.id, "type": incident.type, "level": incident.level,
+        "sites": [site["id"] for site in incident.sites]})
+    return incident
+
+
+def amend(session: Session, identity: Identity, incident_id: int, data: dict[str, Any],
+          inventory: Inventory) -> Incident:
+    identity.require(*ROLES)
+    sites = _resolve_sites(inventory, data["sites"]) if "sites" in data else None
+    incident = get(session, incident_id)
+    for key in ("type", "level", "title", "status"):
+        if key in data:
+            setattr(incident, key, data[key])
+    if sites is not None:
+        incident.sites = sites
+    incident.updated_at = datetime.now(UTC)
+    session.flush()
+    return incident
+
+
+def get(session: Session, incident_id: int) -> Incident:
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    return incident
+
+
+def list_incidents(session: Session, status: str | None, limit: int, after: int) -> list[Incident]:
+    query = select(Incident).where(Incident.id > after).order_by(Incident.id).limit(limit)
+    if status:
+        query = query.where(Incident.status == status)
+    return list(session.scalars(query))

@@ -1,0 +1,4 @@
+from allocation_svc.models import Base
+from shared.migrate import run_migrations
+
+run_migrations(Base.metadata)

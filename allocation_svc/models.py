@@ -1,0 +1,146 @@
+"""Allocation tables: the road network and its versions, incidents, plans and their shipments,
+replenishment plans."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from shared.tables import idempotency_table, outbox_table
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+idempotency = idempotency_table(Base.metadata)
+outbox = outbox_table(Base.metadata)
+
+
+class RoadNode(Base):
+    __tablename__ = "road_nodes"
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+
+
+class RoadEdge(Base):
+    __tablename__ = "road_edges"
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    from_node: Mapped[str] = mapped_column(String(64))
+    to_node: Mapped[str] = mapped_column(String(64))
+    length_km: Mapped[float] = mapped_column(Float)
+    road_class: Mapped[str] = mapped_column(String(16))
+    speed_kmh: Mapped[float | None] = mapped_column(Float)
+    oneway: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    speed_factor: Mapped[float] = mapped_column(Float, default=1.0)
+    reason: Mapped[str | None] = mapped_column(String(400))
+
+
+class GraphVersion(Base):
+    """Every change of the road network (an import, a batch of road events) is a new version."""
+
+    __tablename__ = "graph_versions"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    # For a batch of road events: the events, so a cached graph can be advanced, not reloaded.
+    events: Mapped[list | None] = mapped_column(JSON)
+    actor: Mapped[str] = mapped_column(String(120))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    level: Mapped[str | None] = mapped_column(String(4))
+    title: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    # [{"id", "warehouse", "node", "population", "township", "county"}]
+    sites: Mapped[list] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Plan(Base):
+    __tablename__ = "plans"
+    __table_args__ = (Index("ix_plans_status_created", "status", "created_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    graph_version: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[dict] = mapped_column(JSON)
+    demands: Mapped[list] = mapped_column(JSON)
+    unmet: Mapped[list] = mapped_column(JSON, default=list)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    # Reservation ids in the inventory service: the first hold, and any made by re-planning.
+    reservations: Mapped[list] = mapped_column(JSON, default=list)
+    failure: Mapped[str | None] = mapped_column(String(400))
+    # The Idempotency-Key of the request that made the plan: a retry answers this plan again.
+    request_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    shipments: Mapped[list[Shipment]] = relationship(lazy="selectin", order_by="Shipment.id",
+                                                     cascade="all, delete-orphan")
+
+
+class Shipment(Base):
+    __tablename__ = "shipments"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"), index=True)
+    source: Mapped[str] = mapped_column(String(40))
+    site: Mapped[str] = mapped_column(String(64))
+    item: Mapped[str] = mapped_column(String(40))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    minutes: Mapped[float] = mapped_column(Float)
+    distance_km: Mapped[float] = mapped_column(Float)
+    path: Mapped[list] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(String(600))
+    status: Mapped[str] = mapped_column(String(16))
+    reservation_id: Mapped[int | None] = mapped_column(BigInteger)
+    delivered: Mapped[int] = mapped_column(BigInteger, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(String(400))
+
+
+class Replenishment(Base):
+    __tablename__ = "replenishments"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    graph_version: Mapped[int] = mapped_column(Integer)
+    # [{"source", "destination", "item", "quantity", "minutes", "distance_km", "path"}]
+    lines: Mapped[list] = mapped_column(JSON)
+    short: Mapped[list] = mapped_column(JSON, default=list)
+    transfers: Mapped[list] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    executed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,122 @@
+"""Restocking after a response: depots below `min` are brought back to `target` by transfers
+from the level above (the next active depot up the tree: the prefecture where a county has no
+active depot), along the fastest roads. Sources are never drawn below their own `min`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from allocation_svc import roads
+from allocation_svc.inventory import Inventory, Network
+from allocation_svc.models import Replenishment
+from allocation_svc.roadgraph import NoRoute
+from shared.auth import Identity
+from shared.db import Database
+from shared.errors import Conflict, NotFound
+
+ROLES = ("admin", "commander")
+
+
+def proposals(network: Network, graph, within: str | None = None,
+              items: list[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """The transfers that bring depots below min back to target, and what cannot be met."""
+    w, s = network.warehouses, network.stock
+    by_code = {code: i for i, code in enumerate(w["code"])}
+    spare: dict[tuple[int, str], int] = {}
+    below = []
+    for row, sku, on_hand, available, least, target in zip(
+            s["warehouse"], s["item"], s["on_hand"], s["available"], s["min"], s["target"],
+            strict=True):
+        spare[(row, sku)] = max(0, available - least)
+        if (on_hand < least and w["status"][row] == "active" and (not items or sku in items)
+                and (not within or f"/{within}/" in w["path"][row])):
+            below.append((on_hand / least if least else 1.0, row, sku, target - on_hand))
+    lines, short = [], []
+    for _ratio, row, sku, needed in sorted(below):
+        source = _source(w, by_code, row)
+        code = w["code"][row]
+        if source is None:
+            short.append({"warehouse": code, "item": sku, "quantity": needed,
+                          "reason": "no active depot above"})
+            continue
+        give = min(needed, spare.get((source, sku), 0))
+        try:
+            route = graph.route(w["road_node"][source], w["road_node"][row])
+        except (NoRoute, KeyError, TypeError):
+            short.append({"warehouse": code, "item": sku, "quantity": needed,
+                          "reason": f"no open road from {w['code'][source]}"})
+            continue
+        if give > 0:
+            spare[(source, sku)] -= give
+            lines.append({"source": w["code"][source], "destination": code, "item": sku,
+                          "quantity": give, "minutes": route.minutes,
+                          "distance_km": route.distance_km, "path": list(route.path)})
+        if give < needed:
+            short.append({"warehouse": code, "item": sku, "quantity": needed - give,
+                          "reason": f"{w['code'][source]} has no more to spare above its min"})
+    return lines, short
+
+
+def _source(w: dict[str, list], by_code: dict[str, int], row: int) -> int | None:
+    path = [p for p in w["path"][row].split("/") if p]
+    for code in reversed(path[:-1]):
+        index = by_code.get(code)
+        if index is not None and w["status"][index] == "active" and w["road_node"][index]:
+            return index
+    return None
+
+
+@dataclass
+class Restocking:
+    db: Database
+    inventory: Inventory
+    graphs: roads.GraphCache
+
+    def propose(self, identity: Identity, data: dict[str, Any]) -> Replenishment:
+        identity.require(*ROLES)
+        with self.db.reading() as session:
+            graph = roads.ensure_network(session, self.graphs)
+        network = self.inventory.network(data.get("items") or None)
+        lines, short = proposals(network, graph, data.get("within"), data.get("items"))
+        replenishment = Replenishment(status="planned", graph_version=graph.version, lines=lines,
+                                      short=short, transfers=[], created_by=identity.actor,
+                                      created_at=datetime.now(UTC))
+        with self.db.unit_of_work() as session:
+            session.add(replenishment)
+        return replenishment
+
+    def execute(self, identity: Identity, replenishment_id: int) -> Replenishment:
+        """Create one transfer per (source, destination); retried safely by their keys."""
+        identity.require(*ROLES)
+        with self.db.reading() as session:
+            replenishment = session.get(Replenishment, replenishment_id)
+        if replenishment is None:
+            raise NotFound(f"no replenishment {replenishment_id}")
+        if replenishment.status == "executed":
+            return replenishment
+        if replenishment.status != "planned":
+            raise Conflict(f"replenishment {replenishment_id} is {replenishment.status}")
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for line in replenishment.lines:
+            groups.setdefault((line["source"], line["destination"]), []).append(
+                {"item": line["item"], "quantity": line["quantity"]})
+        transfers = []
+        for (source, destination), lines in sorted(groups.items()):
+            made = self.inventory.transfer(
+                f"replenishment:{replenishment_id}:{source}:{destination}", source, destination,
+                lines, f"replenishment:{replenishment_id}")
+            transfers.append({"id": made["id"], "source": source, "destination": destination})
+        with self.db.unit_of_work() as session:
+            replenishment = session.get(Replenishment, replenishment_id)
+            replenishment.status, replenishment.transfers = "executed", transfers
+            replenishment.executed_at = datetime.now(UTC)
+        return replenishment
+
+    def get(self, replenishment_id: int) -> Replenishment:
+        with self.db.reading() as session:
+            replenishment = session.get(Replenishment, replenishment_id)
+        if replenishment is None:
+            raise NotFound(f"no replenishment {replenishment_id}")
+        return replenishment

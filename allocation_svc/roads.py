@@ -1,0 +1,190 @@
+"""The road network in the allocation database, its versions, and the in-memory graph of the
+current version.
+
+Every change makes a new `graph_version`. A process keeps the graphs it has built by version: an
+unchanged network is never reloaded, and a batch of road events advances the cached graph of the
+version before it (a copy of the weights) instead of reloading a million rows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from allocation_svc import dataset
+from allocation_svc.models import GraphVersion, RoadEdge, RoadNode, outbox
+from allocation_svc.roadgraph import RoadGraph
+from allocation_svc.roadtable import STATUS_CODES, STATUS_NAMES, RoadTable
+from shared import events
+from shared.auth import Identity
+from shared.errors import Conflict, InvalidInput, NotFound
+
+WRITERS = ("admin",)
+REPORTERS = ("admin", "commander", "integration")
+CHUNK = 20_000
+
+
+def current_version(session: Session) -> int:
+    return session.scalar(select(func.max(GraphVersion.version))) or 0
+
+
+def import_roads(session: Session, identity: Identity, doc: dict[str, Any]) -> dict[str, Any]:
+    """Replace the whole network with a GeoJSON document; answer the new version."""
+    identity.require(*WRITERS)
+    try:
+        table = dataset.roads_from_geojson(doc)
+    except ValueError as exc:
+        raise InvalidInput(f"road network rejected: {exc}",
+                           errors={"features": [str(exc)]}) from None
+    return replace_network(session, identity, table)
+
+
+def replace_network(session: Session, identity: Identity, table: RoadTable) -> dict[str, Any]:
+    session.execute(delete(RoadEdge))
+    session.execute(delete(RoadNode))
+    _insert_chunks(session, RoadNode, [
+        {"id": node, "lon": lon, "lat": lat} for node, lon, lat in
+        zip(table.node_ids, table.node_lon.tolist(), table.node_lat.tolist(), strict=True)])
+    ids = table.node_ids
+    _insert_chunks(session, RoadEdge, [
+        {"id": eid, "from_node": ids[a], "to_node": ids[b], "length_km": length,
+         "road_class": cls, "speed_kmh": None if np.isnan(speed) else speed,
+         "oneway": oneway, "status": STATUS_NAMES[status], "speed_factor": factor}
+        for eid, a, b, length, cls, speed, oneway, status, factor in zip(
+            table.edge_ids, table.edge_from.tolist(), table.edge_to.tolist(),
+            table.length_km.tolist(), table.road_class.tolist(), table.speed_kmh.tolist(),
+            table.oneway.tolist(), table.status.tolist(), table.speed_factor.tolist(),
+            strict=True)])
+    version = _new_version(session, identity, "import", None)
+    events.record(session, outbox, "road.changed", {
+        "graph_version": version, "kind": "import", "nodes": table.node_count,
+        "edges": table.edge_count})
+    return {"graph_version": version, "nodes": table.node_count, "edges": table.edge_count}
+
+
+def report_events(session: Session, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
+    """Closures, slow sections and reopenings; one new version for the whole batch."""
+    identity.require(*REPORTERS)
+    applied = []
+    for index, event in enumerate(data["events"]):
+        factor = event.get("speed_factor")
+        if event["status"] == "degraded" and factor is None:
+            raise InvalidInput("a degraded road needs its speed_factor (0 < f <= 1)",
+                               errors={f"events.{index}.speed_factor": ["required when degraded"]})
+        factor = factor if event["status"] == "degraded" else 1.0
+        changed = session.execute(update(RoadEdge).where(RoadEdge.id == event["edge"]).values(
+            status=event["status"], speed_factor=factor, reason=event.get("reason")))
+        if changed.rowcount == 0:
+            raise InvalidInput(f"no road edge {event['edge']!r}",
+                               errors={f"events.{index}.edge": ["unknown edge id"]})
+        applied.append({"edge": event["edge"], "status": event["status"],
+                        "speed_factor": factor, "reason": event.get("reason")})
+    version = _new_version(session, identity, "events", applied)
+    events.record(session, outbox, "road.changed", {"graph_version": version, "kind": "events",
+                                                    "events": applied})
+    return {"graph_version": version, "events": applied}
+
+
+def _new_version(session: Session, identity: Identity, kind: str, applied: list | None) -> int:
+    version = current_version(session) + 1
+    session.add(GraphVersion(version=version, kind=kind, events=applied, actor=identity.actor,
+                             at=datetime.now(UTC)))
+    session.flush()
+    return version
+
+
+def _insert_chunks(session: Session, model, rows: list[dict]) -> None:
+    for start in range(0, len(rows), CHUNK):
+        session.execute(insert(model), rows[start:start + CHUNK])
+
+
+def load_table(session: Session) -> RoadTable:
+    nodes = session.execute(select(RoadNode.id, RoadNode.lon, RoadNode.lat)
+                            .order_by(RoadNode.seq)).all()
+    edges = session.execute(select(RoadEdge.id, RoadEdge.from_node, RoadEdge.to_node,
+                                   RoadEdge.length_km, RoadEdge.road_class, RoadEdge.speed_kmh,
+                                   RoadEdge.oneway, RoadEdge.status, RoadEdge.speed_factor)
+                            .order_by(RoadEdge.seq)).all()
+    node_ids = [row[0] for row in nodes]
+    position = {node: i for i, node in enumerate(node_ids)}
+    columns = list(zip(*edges, strict=True)) if edges else [[] for _ in range(9)]
+    return RoadTable(
+        node_ids=node_ids,
+        node_lon=np.array([row[1] for row in nodes], dtype=np.float64),
+        node_lat=np.array([row[2] for row in nodes], dtype=np.float64),
+        edge_ids=list(columns[0]),
+        edge_from=np.array([position[n] for n in columns[1]], dtype=np.int32),
+        edge_to=np.array([position[n] for n in columns[2]], dtype=np.int32),
+        length_km=np.array(columns[3], dtype=np.float64),
+        road_class=np.array(columns[4], dtype=object),
+        speed_kmh=np.array([np.nan if s is None else s for s in columns[5]], dtype=np.float64),
+        oneway=np.array(columns[6], dtype=bool),
+        status=np.array([STATUS_CODES[s] for s in columns[7]], dtype=np.int8),
+        speed_factor=np.array(columns[8], dtype=np.float64),
+    )
+
+
+class GraphCache:
+    """The graphs this process has built, newest kept, keyed by version.
+
+    `trees(namespace)` makes the cache of shortest-path trees of a freshly loaded network (by
+    default in-process; shared through Redis when configured). The namespace names the import
+    the network comes from, so a tree is never served for another network of the same version.
+    """
+
+    def __init__(self, keep: int = 3, trees=None):
+        self.keep = keep
+        self.trees = trees
+        self.graphs: OrderedDict[int, RoadGraph] = OrderedDict()
+        self.lock = threading.Lock()
+        self.loads = 0
+
+    def current(self, session: Session) -> RoadGraph:
+        version = current_version(session)
+        if version == 0:
+            raise NotFound("no road network has been imported yet (PUT /api/v1/roads)")
+        with self.lock:
+            graph = self.graphs.get(version)
+            if graph is None:
+                graph = self._advance(session, version) or self._load(session, version)
+                self.graphs[version] = graph
+                while len(self.graphs) > self.keep:
+                    self.graphs.popitem(last=False)
+            return graph
+
+    def _advance(self, session: Session, version: int) -> RoadGraph | None:
+        previous = self.graphs.get(version - 1)
+        record = session.get(GraphVersion, version)
+        if previous is None or record is None or record.kind != "events":
+            return None
+        return previous.with_events([(e["edge"], e["status"], e["speed_factor"])
+                                     for e in record.events])
+
+    def _load(self, session: Session, version: int) -> RoadGraph:
+        self.loads += 1
+        imported = session.execute(select(GraphVersion.version, GraphVersion.at).where(
+            GraphVersion.kind == "import", GraphVersion.version <= version)
+            .order_by(GraphVersion.version.desc()).limit(1)).first()
+        namespace = f"{imported.version}-{imported.at.isoformat()}" if imported else "none"
+        cache = self.trees(namespace) if self.trees else None
+        return RoadGraph(load_table(session), version, cache)
+
+
+def export_roads(session: Session, cache: GraphCache) -> dict[str, Any]:
+    graph = cache.current(session)
+    doc = dataset.roads_geojson(graph.table)
+    doc["graph_version"] = graph.version
+    return doc
+
+
+def ensure_network(session: Session, cache: GraphCache) -> RoadGraph:
+    try:
+        return cache.current(session)
+    except NotFound:
+        raise Conflict("no road network has been imported yet; PUT /api/v1/roads first") from None

@@ -1,0 +1,220 @@
+"""What goes in and out of the allocation API."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate, validates_schema
+from marshmallow.exceptions import ValidationError
+
+from shared.schemas import CODE, PageQuery, Quantity, StrictSchema, UtcDateTime, page_schema
+
+LEVELS = ("I", "II", "III", "IV")
+POLICIES = ("nearest", "graded")
+INCIDENT_TYPES = ("flood", "rainstorm", "landslide", "geological", "hail", "snow_ice",
+                  "forest_fire", "fire", "earthquake", "other")
+
+
+def Text(longest: int, **kwargs) -> fields.String:  # noqa: N802 (reads like a field)
+    return fields.String(validate=validate.Length(1, longest), **kwargs)
+
+
+class RoadEventIn(StrictSchema):
+    edge = Text(64, required=True)
+    status = fields.String(required=True, validate=validate.OneOf(("open", "closed",
+                                                                   "degraded")))
+    speed_factor = fields.Float(validate=validate.Range(0.01, 1.0))
+    reason = Text(400)
+
+
+class RoadEventsIn(StrictSchema):
+    events = fields.List(fields.Nested(RoadEventIn), required=True,
+                         validate=validate.Length(1, 10_000))
+
+
+class GraphVersionOut(Schema):
+    graph_version = fields.Integer()
+    nodes = fields.Integer()
+    edges = fields.Integer()
+    events = fields.List(fields.Dict())
+
+
+class RouteQuery(StrictSchema):
+    from_ = fields.String(data_key="from", required=True, validate=validate.Length(1, 64))
+    to = fields.String(required=True, validate=validate.Length(1, 64))
+
+
+class RouteOut(Schema):
+    graph_version = fields.Integer()
+    minutes = fields.Float()
+    distance_km = fields.Float()
+    path = fields.List(fields.String())
+    geometry = fields.Dict()
+
+
+class SiteIn(StrictSchema):
+    id = fields.String(validate=validate.Length(1, 64))
+    warehouse = fields.String(validate=CODE)
+    node = Text(64)
+    population = fields.Integer(strict=True, validate=validate.Range(0, 100_000_000))
+
+
+class IncidentIn(StrictSchema):
+    type = fields.String(required=True, validate=validate.OneOf(INCIDENT_TYPES))
+    level = fields.String(validate=validate.OneOf(LEVELS), allow_none=True)
+    title = Text(200, allow_none=True)
+    sites = fields.List(fields.Nested(SiteIn), required=True, validate=validate.Length(1, 500))
+
+
+class IncidentPatch(StrictSchema):
+    type = fields.String(validate=validate.OneOf(INCIDENT_TYPES))
+    level = fields.String(validate=validate.OneOf(LEVELS), allow_none=True)
+    title = Text(200, allow_none=True)
+    status = fields.String(validate=validate.OneOf(("open", "closed")))
+    sites = fields.List(fields.Nested(SiteIn), validate=validate.Length(1, 500))
+
+
+class SiteOut(Schema):
+    id = fields.String()
+    warehouse = fields.String(allow_none=True)
+    node = fields.String()
+    population = fields.Integer()
+    township = fields.String(allow_none=True)
+    county = fields.String(allow_none=True)
+
+
+class IncidentOut(Schema):
+    id = fields.Integer()
+    type = fields.String()
+    level = fields.String(allow_none=True)
+    title = fields.String(allow_none=True)
+    status = fields.String()
+    sites = fields.List(fields.Nested(SiteOut))
+    created_by = fields.String()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
+
+
+class IncidentQuery(PageQuery):
+    status = fields.String(validate=validate.OneOf(("open", "closed")))
+
+
+class DemandIn(StrictSchema):
+    site = fields.String(required=True, validate=validate.Length(1, 64))
+    item = fields.String(required=True, validate=CODE)
+    quantity = Quantity(required=True)
+    priority = fields.Integer(strict=True, load_default=2, validate=validate.Range(1, 3))
+
+
+class AllocationIn(StrictSchema):
+    demands = fields.List(fields.Nested(DemandIn), validate=validate.Length(0, 5000))
+    population_days = fields.Integer(strict=True, validate=validate.Range(1, 90))
+    policy = fields.String(load_default="nearest", validate=validate.OneOf(POLICIES))
+    max_minutes = fields.Float(allow_none=True, validate=validate.Range(min=0, min_inclusive=False,
+                                                                        max=100_000))
+    keep_min = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def something_to_plan(self, data, **kwargs):
+        if not data.get("demands") and not data.get("population_days"):
+            raise ValidationError("give demands, or population_days", "demands")
+
+
+class ShipmentOut(Schema):
+    id = fields.Integer()
+    from_ = fields.String(attribute="source", data_key="from")
+    to = fields.String(attribute="site")
+    item = fields.String()
+    quantity = fields.Integer()
+    minutes = fields.Float()
+    distance_km = fields.Float()
+    path = fields.List(fields.String())
+    reason = fields.String()
+    status = fields.String()
+    delivered = fields.Integer()
+    delivered_at = UtcDateTime(allow_none=True)
+    note = fields.String(allow_none=True)
+
+
+class UnmetOut(Schema):
+    site = fields.String()
+    item = fields.String()
+    quantity = fields.Integer()
+    reason = fields.String()
+    detail = fields.String()
+
+
+class DemandOut(Schema):
+    site = fields.String()
+    item = fields.String()
+    quantity = fields.Integer()
+    priority = fields.Integer()
+
+
+class PlanOut(Schema):
+    id = fields.Integer()
+    incident = fields.Integer(attribute="incident_id")
+    status = fields.String()
+    graph_version = fields.Integer()
+    policy = fields.Dict()
+    demands = fields.List(fields.Nested(DemandOut))
+    shipments = fields.List(fields.Nested(ShipmentOut))
+    unmet = fields.List(fields.Nested(UnmetOut))
+    cost = fields.Float()
+    reservations = fields.List(fields.Integer())
+    failure = fields.String(allow_none=True)
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
+
+
+class DeliveryIn(StrictSchema):
+    shipment = fields.Integer(required=True, strict=True)
+    quantity = Quantity()
+    at = UtcDateTime()
+    note = Text(400)
+
+
+class DeliveriesIn(StrictSchema):
+    deliveries = fields.List(fields.Nested(DeliveryIn), required=True,
+                             validate=validate.Length(1, 5000))
+
+
+class ReplenishmentIn(StrictSchema):
+    within = fields.String(validate=CODE, metadata={"description": "only this subtree"})
+    items = fields.List(fields.String(validate=CODE))
+
+
+class ReplenishmentLineOut(Schema):
+    source = fields.String()
+    destination = fields.String()
+    item = fields.String()
+    quantity = fields.Integer()
+    minutes = fields.Float()
+    distance_km = fields.Float()
+    path = fields.List(fields.String())
+
+
+class ShortOut(Schema):
+    warehouse = fields.String()
+    item = fields.String()
+    quantity = fields.Integer()
+    reason = fields.String()
+
+
+class ReplenishmentOut(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    graph_version = fields.Integer()
+    lines = fields.List(fields.Nested(ReplenishmentLineOut))
+    short = fields.List(fields.Nested(ShortOut))
+    transfers = fields.List(fields.Dict())
+    created_at = UtcDateTime()
+    executed_at = UtcDateTime(allow_none=True)
+
+
+IncidentPage = page_schema(IncidentOut)
+
+
+class RoadsIn(Schema):
+    """A GeoJSON FeatureCollection; features are checked one by one on import."""
+
+    type = fields.String(required=True, validate=validate.Equal("FeatureCollection"))
+    features = fields.Raw(required=True, metadata={"type": "array", "items": {"type": "object"}})

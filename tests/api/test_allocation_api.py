@@ -1,0 +1,221 @@
+"""The allocation service through its HTTP API, talking to a real inventory app."""
+
+from __future__ import annotations
+
+import pytest
+from factories import build_tree, receive, roads_geojson
+
+
+@pytest.fixture
+def world(inv, alloc):
+    build_tree(inv, with_roads=True)
+    response = alloc.put("/api/v1/roads", roads_geojson())
+    assert response.status_code == 200, response.get_json()
+    receive(inv, "KL-T01", "TENT", 5)
+    receive(inv, "KL", "TENT", 20)
+    receive(inv, "QDN", "TENT", 100)
+    return inv, alloc
+
+
+def declare(alloc, **extra):
+    body = {"type": "flood", "sites": [{"id": "V1", "warehouse": "KL-T01-V01",
+                                        "population": 40}], **extra}
+    response = alloc.as_("commander").post("/api/v1/incidents", body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def plan(alloc, incident, demands, **extra):
+    return alloc.as_("commander").post(f"/api/v1/incidents/{incident['id']}/allocations",
+                                       {"demands": demands, **extra})
+
+
+def stock_of(inv, warehouse, item="TENT"):
+    rows = inv.get(f"/api/v1/stock?warehouse={warehouse}&item={item}").get_json()["items"]
+    return rows[0] if rows else {"on_hand": 0, "reserved": 0, "available": 0}
+
+
+def test_thin_first_report_then_full_report(world):
+    _, alloc = world
+    thin = alloc.as_("integration").post("/api/v1/incidents", {
+        "type": "rainstorm", "sites": [{"warehouse": "KL-T01-V01"}]})
+    assert thin.status_code == 201, thin.get_json()
+    body = thin.get_json()
+    assert body["sites"][0]["node"] == "n-KL-T01-V01"
+    assert body["sites"][0]["township"] == "KL-T01" and body["sites"][0]["county"] == "KL"
+    grown = alloc.as_("commander").patch(f"/api/v1/incidents/{body['id']}", {
+        "level": "IV", "title": "Rainstorm in Kaili",
+        "sites": [{"id": "V1", "warehouse": "KL-T01-V01", "population": 300},
+                  {"id": "V3", "warehouse": "KL-T02-V01", "population": 120}]})
+    assert grown.status_code == 200, grown.get_json()
+    assert grown.get_json()["level"] == "IV"
+    assert [s["population"] for s in grown.get_json()["sites"]] == [300, 120]
+
+
+def test_route_and_closure(world):
+    _, alloc = world
+    route = alloc.get("/api/v1/routes?from=KL&to=KL-T02").get_json()
+    assert route["path"] == ["n-KL", "n-KL-T02"]
+    assert route["geometry"]["type"] == "LineString"
+    closed = alloc.as_("commander").post("/api/v1/roads/events", {
+        "events": [{"edge": "e5", "status": "closed", "reason": "landslide"}]})
+    assert closed.status_code == 200, closed.get_json()
+    detour = alloc.get("/api/v1/routes?from=KL&to=KL-T02").get_json()
+    assert detour["path"] == ["n-KL", "n-KL-T01", "n-J1", "n-KL-T02"]
+    assert detour["graph_version"] == closed.get_json()["graph_version"]
+    alloc.as_("commander").post("/api/v1/roads/events", {
+        "events": [{"edge": "e6", "status": "closed"}]})
+    cut = alloc.get("/api/v1/routes?from=KL&to=KL-T02-V01")
+    assert cut.status_code == 422
+    assert cut.mimetype == "application/problem+json"
+
+
+def test_nearest_plan_holds_stock_and_dispatch_issues_it(world):
+    inv, alloc = world
+    incident = declare(alloc)
+    response = plan(alloc, incident, [{"site": "V1", "item": "TENT", "quantity": 20}])
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["status"] == "planned"
+    sent = {s["from"]: s["quantity"] for s in body["shipments"]}
+    assert sent == {"KL-T01": 5, "KL": 15}
+    assert body["unmet"] == []
+    assert body["cost"] == pytest.approx(sum(s["quantity"] * s["minutes"]
+                                             for s in body["shipments"]))
+    assert stock_of(inv, "KL")["reserved"] == 15
+    dispatched = alloc.as_("commander").post(f"/api/v1/allocations/{body['id']}/dispatch")
+    assert dispatched.status_code == 200, dispatched.get_json()
+    assert dispatched.get_json()["status"] == "dispatched"
+    assert stock_of(inv, "KL")["on_hand"] == 5 and stock_of(inv, "KL")["reserved"] == 0
+    assert stock_of(inv, "KL-T01")["on_hand"] == 0
+    again = alloc.as_("commander").post(f"/api/v1/allocations/{body['id']}/dispatch")
+    assert again.status_code == 200 and stock_of(inv, "KL")["on_hand"] == 5
+    shipments = dispatched.get_json()["shipments"]
+    arrived = alloc.as_("commander").post(f"/api/v1/allocations/{body['id']}/deliveries", {
+        "deliveries": [{"shipment": s["id"]} for s in shipments]},
+        headers={"Idempotency-Key": "arrivals-1"})
+    assert arrived.status_code == 200, arrived.get_json()
+    assert arrived.get_json()["status"] == "delivered"
+    replay = alloc.as_("commander").post(f"/api/v1/allocations/{body['id']}/deliveries", {
+        "deliveries": [{"shipment": s["id"]} for s in shipments]},
+        headers={"Idempotency-Key": "arrivals-1"})
+    assert replay.get_json() == arrived.get_json()
+
+
+def test_cancel_releases_the_hold(world):
+    inv, alloc = world
+    incident = declare(alloc)
+    body = plan(alloc, incident, [{"site": "V1", "item": "TENT", "quantity": 20}]).get_json()
+    cancelled = alloc.as_("commander").post(f"/api/v1/allocations/{body['id']}/cancel")
+    assert cancelled.get_json()["status"] == "cancelled"
+    assert stock_of(inv, "KL")["reserved"] == 0 and stock_of(inv, "KL")["on_hand"] == 20
+
+
+def test_closed_only_road_makes_site_unmet_and_reopening_restores(world):
+    _, alloc = world
+    incident = declare(alloc)
+    alloc.as_("commander").post("/api/v1/roads/events", {
+        "events": [{"edge": "e3", "status": "closed", "reason": "landslide"}]})
+    cut = plan(alloc, incident, [{"site": "V1", "item": "TENT", "quantity": 3}]).get_json()
+    assert cut["shipments"] == []
+    assert cut["unmet"][0]["reason"] == "no_open_road" and cut["unmet"][0]["quantity"] == 3
+    alloc.as_("commander").post("/api/v1/roads/events", {
+        "events": [{"edge": "e3", "status": "open"}]})
+    restored = plan(alloc, incident, [{"site": "V1", "item": "TENT", "quantity": 3}]).get_json()
+    assert restored["unmet"] == [] and restored["shipments"][0]["from"] == "KL-T01"
+
+
+def test_replan_reroutes_around_a_closure(world):
+    inv, alloc = world
+    incident = alloc.as_("commander").post("/api/v1/incidents", {
+        "type": "flood", "sites": [{"id": "V3", "warehouse": "KL-T02-V01"}]}).get_json()
+    body = plan(alloc, incident, [{"site": "V3", "item": "TENT", "quantity": 10}]).get_json()
+    from_kl = [s for s in body["shipments"] if s["from"] == "KL"]
+    assert from_kl and "n-KL-T02" in from_kl[0]["path"]
+    alloc.as_("commander").post("/api/v1/roads/events", {
+        "events": [{"edge": "e5", "status": "closed", "reason": "landslide"}]})
+    replanned = alloc.as_("commander").post(f"/api/v1/allocations/{body['id']}/replan")
+    assert replanned.status_code == 200, replanned.get_json()
+    for shipment in replanned.get_json()["shipments"]:
+        pairs = list(zip(shipment["path"], shipment["path"][1:], strict=False))
+        assert ("n-KL", "n-KL-T02") not in pairs
+
+
+def test_inventory_down_gives_503_and_leaves_nothing(world, allocation_app, tmp_path):
+    inv, alloc = world
+    incident = declare(alloc)
+    from shared.client import ServiceClient
+
+    plans = allocation_app.extensions["allocation"]
+    real = plans.inventory.client
+    plans.inventory.client = ServiceClient("inventory", "http://127.0.0.1:9", "x" * 20,
+                                           connect_timeout=0.5, read_timeout=0.5)
+    try:
+        response = plan(alloc, incident, [{"site": "V1", "item": "TENT", "quantity": 5}])
+    finally:
+        plans.inventory.client = real
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    assert "inventory" in response.get_json()["detail"]
+    assert stock_of(inv, "KL-T01")["reserved"] == 0
+
+
+def test_shortfall_beyond_stock_is_unmet_with_reason(world):
+    _, alloc = world
+    incident = declare(alloc)
+    body = plan(alloc, incident, [{"site": "V1", "item": "TENT", "quantity": 200}]).get_json()
+    assert sum(s["quantity"] for s in body["shipments"]) == 125
+    assert body["unmet"][0]["quantity"] == 75
+    assert body["unmet"][0]["reason"] == "no_stock_in_reach"
+
+
+def test_plan_from_population_norms(world):
+    _, alloc = world
+    incident = declare(alloc)
+    body = alloc.as_("commander").post(f"/api/v1/incidents/{incident['id']}/allocations",
+                                       {"population_days": 3}).get_json()
+    wanted = {d["item"]: d["quantity"] for d in body["demands"]}
+    assert wanted["TENT"] == 10 and wanted["QUILT"] == 40 and wanted["WATER"] == 360
+
+
+def test_idempotent_plan_request(world):
+    inv, alloc = world
+    incident = declare(alloc)
+    commander = alloc.as_("commander")
+    path = f"/api/v1/incidents/{incident['id']}/allocations"
+    demands = {"demands": [{"site": "V1", "item": "TENT", "quantity": 8}]}
+    first = commander.post(path, demands, headers={"Idempotency-Key": "p-1"})
+    second = commander.post(path, demands, headers={"Idempotency-Key": "p-1"})
+    assert first.get_json()["id"] == second.get_json()["id"]
+    assert stock_of(inv, "KL")["reserved"] + stock_of(inv, "KL-T01")["reserved"] == 8
+    other = commander.post(path, {"demands": [{"site": "V1", "item": "TENT", "quantity": 9}]},
+                           headers={"Idempotency-Key": "p-1"})
+    assert other.status_code == 422
+
+
+def test_replenishment_restocks_below_min_from_the_level_above(world):
+    inv, alloc = world
+    admin = inv
+    assert admin.put("/api/v1/warehouses/KL-T01/levels", {
+        "levels": [{"item": "TENT", "min": 10, "target": 30}]}).status_code == 200
+    proposal = alloc.as_("commander").post("/api/v1/replenishments", {"items": ["TENT"]})
+    assert proposal.status_code == 201, proposal.get_json()
+    lines = proposal.get_json()["lines"]
+    assert lines == [{**lines[0], "source": "KL", "destination": "KL-T01", "item": "TENT",
+                      "quantity": 20}]
+    done = alloc.as_("commander").post(
+        f"/api/v1/replenishments/{proposal.get_json()['id']}/execute")
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["status"] == "executed"
+    assert stock_of(inv, "KL")["on_hand"] == 0
+    transfer = done.get_json()["transfers"][0]["id"]
+    received = inv.as_("keeper", "KL-T01").post(f"/api/v1/transfers/{transfer}/receive", {})
+    assert received.status_code == 200, received.get_json()
+    assert stock_of(inv, "KL-T01")["on_hand"] == 25
+
+
+def test_roles(world):
+    _, alloc = world
+    assert alloc.as_("keeper", "KL").post("/api/v1/incidents", {
+        "type": "flood", "sites": [{"warehouse": "KL"}]}).status_code == 403
+    assert alloc.as_("viewer").put("/api/v1/roads", roads_geojson()).status_code == 403

@@ -1,0 +1,137 @@
+"""Allocation pieces below the HTTP layer: the graph cache by version, the shared tree cache on
+a real Redis, reconciling a plan left half-made, and the migrations."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from factories import build_tree, receive, roads_geojson
+from sqlalchemy import select
+
+from allocation_svc.models import Plan
+from allocation_svc.plans import derived_demands
+from shared.auth import Identity
+from shared.migrate import heads
+
+ADMIN = Identity("tester", "admin")
+
+
+@pytest.fixture
+def graph_world(alloc):
+    assert alloc.put("/api/v1/roads", roads_geojson()).status_code == 200
+    return alloc
+
+
+def test_unchanged_graph_is_not_reloaded_and_events_advance_it(graph_world, allocation_app):
+    plans = allocation_app.extensions["allocation"]
+    cache, db = plans.graphs, plans.db
+    with db.reading() as session:
+        first = cache.current(session)
+        assert cache.current(session) is first
+    assert cache.loads == 1
+    graph_world.as_("commander").post("/api/v1/roads/events", {
+        "events": [{"edge": "e5", "status": "degraded", "speed_factor": 0.5}]})
+    with db.reading() as session:
+        second = cache.current(session)
+    assert cache.loads == 1, "a batch of road events advances the cached graph, no reload"
+    assert second.version == first.version + 1
+    e5 = second.table.edge_ids.index("e5")
+    assert second.edge_minutes()[e5] == pytest.approx(first.edge_minutes()[e5] * 2)
+
+
+@pytest.mark.skipif(not os.environ.get("EMSUPPLY_TEST_REDIS_URL"),
+                    reason="set EMSUPPLY_TEST_REDIS_URL to test the shared tree cache")
+def test_trees_are_shared_between_workers_through_redis():
+    import redis
+
+    from allocation_svc.dataset import roads_from_geojson
+    from allocation_svc.roadgraph import RoadGraph
+    from allocation_svc.treecache import RedisTreeCache
+
+    client = redis.Redis.from_url(os.environ["EMSUPPLY_TEST_REDIS_URL"])
+    namespace = f"test-{os.getpid()}-{datetime.now(UTC).timestamp()}"
+    table = roads_from_geojson(roads_geojson())
+    worker_a = RoadGraph(table, 7, RedisTreeCache(client, namespace))
+    worker_b = RoadGraph(table, 7, RedisTreeCache(client, namespace))
+    route_a = worker_a.route("n-QDN", "n-KL-T02-V01")
+    route_b = worker_b.route("n-QDN", "n-KL-T02-V01")
+    assert worker_a.searches == 1 and worker_b.searches == 0
+    assert route_a == route_b
+    for key in client.scan_iter(f"emsupply:tree:{namespace}:*"):
+        client.delete(key)
+
+
+def test_plan_left_reserving_by_a_dead_process_is_reconciled(inv, alloc, allocation_app):
+    build_tree(inv, with_roads=True)
+    alloc.put("/api/v1/roads", roads_geojson())
+    receive(inv, "KL-T01", "TENT", 5)
+    incident = alloc.as_("commander").post("/api/v1/incidents", {
+        "type": "flood", "sites": [{"id": "V1", "warehouse": "KL-T01-V01"}]}).get_json()
+    plans = allocation_app.extensions["allocation"]
+    real_reserve = plans.inventory.reserve
+
+    def die(*args, **kwargs):
+        raise SystemExit("the worker died between writing the plan and holding its stock")
+
+    plans.inventory.reserve = die
+    with pytest.raises(SystemExit):
+        plans.create(Identity("c", "commander"), incident["id"],
+                     {"demands": [{"site": "V1", "item": "TENT", "quantity": 4}]})
+    plans.inventory.reserve = real_reserve
+    with plans.db.unit_of_work() as session:
+        stuck = session.scalar(select(Plan).where(Plan.status == "reserving"))
+        stuck.updated_at = datetime.now(UTC) - timedelta(minutes=5)
+    assert plans.reconcile(older_than_s=60) == 1
+    settled = plans.get(stuck.id)
+    assert settled.status == "planned"
+    held = inv.get("/api/v1/stock?warehouse=KL-T01&item=TENT").get_json()["items"][0]
+    assert held["reserved"] == 4
+    assert plans.reconcile(older_than_s=60) == 0
+
+
+def test_derived_demands_follow_the_norms():
+    sites = [{"id": "A", "population": 10}, {"id": "B", "population": 0}]
+    items = [{"sku": "TENT", "per_person": 0.25, "per_person_day": 0},
+             {"sku": "WATER", "per_person": 0, "per_person_day": 3},
+             {"sku": "SAW", "per_person": 0, "per_person_day": 0}]
+    assert derived_demands(sites, items, 2) == [
+        {"site": "A", "item": "TENT", "quantity": 3, "priority": 2},
+        {"site": "A", "item": "WATER", "quantity": 60, "priority": 1}]
+
+
+def test_road_import_errors_name_the_feature(alloc):
+    doc = roads_geojson()
+    doc["features"][-1]["properties"]["length_km"] = -3
+    response = alloc.put("/api/v1/roads", doc)
+    assert response.status_code == 422
+    assert "length_km" in response.get_json()["detail"]
+    assert alloc.get("/api/v1/roads").status_code == 404
+
+
+def test_allocation_migrations_have_one_head():
+    assert len(heads("allocation_svc")) == 1
+
+
+def test_allocation_schema_matches_the_models(allocation_db):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from allocation_svc.models import Base
+
+    with allocation_db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_unknown_road_event_edge_is_422_and_changes_nothing(graph_world):
+    before = graph_world.get("/api/v1/roads").get_json()["graph_version"]
+    response = graph_world.as_("commander").post("/api/v1/roads/events", {
+        "events": [{"edge": "e1", "status": "closed"}, {"edge": "nope", "status": "closed"}]})
+    assert response.status_code == 422
+    assert "events.1.edge" in response.get_json()["errors"]
+    after = graph_world.get("/api/v1/roads").get_json()
+    assert after["graph_version"] == before
+    e1 = next(f for f in after["features"] if f["properties"].get("id") == "e1")
+    assert e1["properties"]["status"] == "open"
