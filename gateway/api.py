@@ -1,0 +1,89 @@
+"""The gateway's own public API: the event log and webhook subscriptions."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask.views import MethodView
+
+from gateway import events, webhooks
+from gateway.schemas import (
+    DeliveryPage,
+    EventPage,
+    EventQuery,
+    WebhookIn,
+    WebhookOut,
+    WebhookPage,
+    WebhookPatch,
+)
+from shared.schemas import PageQuery, page
+from shared.web import Blueprint, context, current_identity, run_command
+
+events_blp = Blueprint("events", __name__, url_prefix="/api/v1",
+                       description="The event log of every service, in order")
+webhooks_blp = Blueprint("webhooks", __name__, url_prefix="/api/v1",
+                         description="Signed, ordered, retried deliveries of events")
+
+
+@events_blp.route("/events")
+class Events(MethodView):
+    @events_blp.arguments(EventQuery, location="query")
+    @events_blp.response(200, EventPage)
+    def get(self, query):
+        """Events after an id (`after`, or the `cursor` of the previous page), oldest first"""
+        after = max(query.get("after", 0), query["cursor"])
+        with context().db.reading() as session:
+            rows = events.list_events(session, after, query.get("type"), query["limit"])
+            return page(rows, query["limit"])
+
+
+@webhooks_blp.route("/webhooks")
+class Webhooks(MethodView):
+    @webhooks_blp.arguments(PageQuery, location="query")
+    @webhooks_blp.response(200, WebhookPage)
+    def get(self, query):
+        """Subscriptions (an integration sees its own; an admin sees all)"""
+        with context().db.reading() as session:
+            rows = webhooks.list_webhooks(session, current_identity(), query["limit"],
+                                          query["cursor"])
+            return page(rows, query["limit"])
+
+    @webhooks_blp.arguments(WebhookIn)
+    @webhooks_blp.response(201, WebhookOut)
+    def post(self, data):
+        """Subscribe a URL to event types (admin, integration)"""
+        return run_command(webhooks.create_webhook, data, schema=WebhookOut())
+
+
+@webhooks_blp.route("/webhooks/<int:webhook_id>")
+class WebhookById(MethodView):
+    @webhooks_blp.response(200, WebhookOut)
+    def get(self, webhook_id):
+        """One subscription and where its deliveries stand"""
+        with context().db.reading() as session:
+            return webhooks.get_webhook(session, current_identity(), webhook_id)
+
+    @webhooks_blp.arguments(WebhookPatch)
+    @webhooks_blp.response(200, WebhookOut)
+    def patch(self, data, webhook_id):
+        """Change the URL, types or secret; pause (`active: false`) or resume"""
+        return run_command(webhooks.update_webhook, webhook_id, data, schema=WebhookOut(),
+                           status=200)
+
+    @webhooks_blp.response(204)
+    def delete(self, webhook_id):
+        """Remove a subscription and its delivery record"""
+        with context().db.unit_of_work() as session:
+            webhooks.delete_webhook(session, current_identity(), webhook_id)
+        return Response(status=204)
+
+
+@webhooks_blp.route("/webhooks/<int:webhook_id>/deliveries")
+class Deliveries(MethodView):
+    @webhooks_blp.arguments(PageQuery, location="query")
+    @webhooks_blp.response(200, DeliveryPage)
+    def get(self, query, webhook_id):
+        """Every delivery attempt, oldest first: event, status, error, duration"""
+        with context().db.reading() as session:
+            rows = webhooks.list_deliveries(session, current_identity(), webhook_id,
+                                            query["limit"], query["cursor"])
+            return page(rows, query["limit"])

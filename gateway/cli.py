@@ -1,0 +1,102 @@
+"""`emsupply token create|list|revoke`: bearer tokens in the gateway's database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from shared.errors import EmsupplyError
+
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                               default=Path("var"), show_default=True,
+                               help="the suite's data directory (the gateway's database)")
+
+
+def _database(data_dir: Path):
+    from shared.config import load_settings
+    from shared.db import Database
+    from shared.migrate import upgrade
+
+    settings = load_settings("gateway", data_dir=data_dir.resolve())
+    upgrade("gateway", settings.database_url)
+    return Database(settings.database_url)
+
+
+def _fail(exc: EmsupplyError) -> None:
+    raise click.ClickException(exc.detail)
+
+
+@click.group()
+def token() -> None:
+    """Bearer tokens: create (printed once), list, revoke."""
+
+
+@token.command()
+@click.option("--role", required=True,
+              type=click.Choice(("admin", "commander", "keeper", "integration", "viewer")))
+@click.option("--warehouse", "warehouses", multiple=True, metavar="CODE",
+              help="a keeper's warehouse (and everything below it); repeat for several")
+@click.option("--name", help="who or what holds the token (shown as the actor in the ledger)")
+@data_dir_option
+def create(role: str, warehouses: tuple[str, ...], name: str | None, data_dir: Path) -> None:
+    """Make a token and print it (only this once; the gateway keeps a hash)."""
+    from gateway import tokens
+
+    db = _database(data_dir)
+    try:
+        with db.unit_of_work() as session:
+            issued = tokens.create(session, role, warehouses, name)
+    except EmsupplyError as exc:
+        _fail(exc)
+    finally:
+        db.dispose()
+    click.echo(issued.token)
+
+
+@token.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="revoked tokens too")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@data_dir_option
+def list_(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
+    """The tokens (never their secret): id, name, role, warehouses, created, revoked."""
+    from gateway import tokens
+
+    db = _database(data_dir)
+    try:
+        with db.reading() as session:
+            rows = tokens.list_tokens(session, include_revoked)
+    finally:
+        db.dispose()
+    for row in rows:
+        entry = {"id": row.id, "name": row.name, "role": row.role, "warehouses": row.scope,
+                 "prefix": row.prefix, "created_at": row.created_at.isoformat(),
+                 "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None}
+        if as_json:
+            click.echo(json.dumps(entry, ensure_ascii=False))
+        else:
+            state = f"revoked {entry['revoked_at'][:19]}" if row.revoked_at else "live"
+            click.echo(f"{row.id:>5}  {row.prefix}…  {row.role:<11} "
+                       f"{(row.name or '-'):<20} {','.join(row.scope) or '-':<20} "
+                       f"{entry['created_at'][:19]}  {state}")
+
+
+@token.command()
+@click.argument("which")
+@data_dir_option
+def revoke(which: str, data_dir: Path) -> None:
+    """Revoke the token of id WHICH, or every live token named WHICH (effective within the
+    gateway's token cache time, 5 s by default)."""
+    from gateway import tokens
+
+    db = _database(data_dir)
+    try:
+        with db.unit_of_work() as session:
+            rows = tokens.revoke(session, which)
+            revoked = [row.id for row in rows]
+    except EmsupplyError as exc:
+        _fail(exc)
+    finally:
+        db.dispose()
+    click.echo(f"revoked {len(revoked)} token(s): {', '.join(map(str, revoked))}", err=True)

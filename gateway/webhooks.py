@@ -1,0 +1,248 @@
+"""Webhook subscriptions and their delivery.
+
+Each subscription gets the events of its types one at a time, in the log's order, as
+`POST url` with the event as the JSON body and `X-Emsupply-Signature: sha256=<hex HMAC-SHA256 of
+the body with the subscription's secret>`. A delivery that fails (no answer, or not 2xx) is
+recorded and tried again with exponential back-off (capped), and nothing later is sent to that
+subscription until it succeeds: at-least-once, in order, with the event's `id` to de-duplicate
+on. The subscription's `cursor` is the only state, so a receiver down for an hour gets the whole
+hour when it is back. A lease on the subscription row keeps two dispatchers (two processes)
+from delivering to the same subscription at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from gateway import metrics
+from gateway.events import last_id
+from gateway.models import Delivery, Event, Webhook
+from gateway.options import Options
+from gateway.schemas import ALL
+from shared.auth import Identity
+from shared.db import Database
+from shared.errors import NotFound
+
+log = logging.getLogger("emsupply.webhooks")
+SIGNATURE_HEADER = "X-Emsupply-Signature"
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def payload(event: Event) -> dict[str, Any]:
+    at = event.at if event.at.tzinfo else event.at.replace(tzinfo=UTC)
+    return {"id": event.id, "key": event.key, "source": event.source, "type": event.type,
+            "at": at.astimezone(UTC).isoformat().replace("+00:00", "Z"), "data": event.data}
+
+
+# --- the subscriptions, as the API changes them -------------------------------------------
+
+def _managers(identity: Identity) -> None:
+    identity.require("admin", "integration")
+
+
+def _visible(identity: Identity, query):
+    return query if identity.role == "admin" else query.where(
+        Webhook.created_by == identity.actor)
+
+
+def create_webhook(session: Session, identity: Identity, data: dict[str, Any]) -> Webhook:
+    _managers(identity)
+    hook = Webhook(url=data["url"], events=sorted(set(data["events"])), secret=data["secret"],
+                   description=data.get("description"), active=True, created_by=identity.actor,
+                   created_at=datetime.now(UTC),
+                   cursor=data["after"] if "after" in data else last_id(session), failures=0)
+    session.add(hook)
+    session.flush()
+    return hook
+
+
+def get_webhook(session: Session, identity: Identity, hook_id: int) -> Webhook:
+    _managers(identity)
+    hook = session.scalar(_visible(identity, select(Webhook).where(Webhook.id == hook_id)))
+    if hook is None:
+        raise NotFound(f"no webhook {hook_id}")
+    return hook
+
+
+def list_webhooks(session: Session, identity: Identity, limit: int, after: int) -> list[Webhook]:
+    _managers(identity)
+    query = select(Webhook).where(Webhook.id > after).order_by(Webhook.id).limit(limit)
+    return list(session.scalars(_visible(identity, query)))
+
+
+def update_webhook(session: Session, identity: Identity, hook_id: int,
+                   data: dict[str, Any]) -> Webhook:
+    hook = get_webhook(session, identity, hook_id)
+    for key in ("url", "secret", "description"):
+        if key in data:
+            setattr(hook, key, data[key])
+    if "events" in data:
+        hook.events = sorted(set(data["events"]))
+    if "active" in data:
+        hook.active = data["active"]
+        if data["active"]:  # resumed: try at once
+            hook.next_attempt_at = None
+    session.flush()
+    return hook
+
+
+def delete_webhook(session: Session, identity: Identity, hook_id: int) -> None:
+    hook = get_webhook(session, identity, hook_id)
+    session.execute(delete(Delivery).where(Delivery.webhook_id == hook.id))
+    session.execute(delete(Webhook).where(Webhook.id == hook.id))
+
+
+def list_deliveries(session: Session, identity: Identity, hook_id: int, limit: int,
+                    after: int) -> list[Delivery]:
+    hook = get_webhook(session, identity, hook_id)
+    return list(session.scalars(select(Delivery).where(Delivery.webhook_id == hook.id,
+                                                       Delivery.id > after)
+                                .order_by(Delivery.id).limit(limit)))
+
+
+# --- delivery ------------------------------------------------------------------------------
+
+class Dispatcher:
+    """Delivers what each due subscription has not had yet; `run` loops until stopped."""
+
+    def __init__(self, db: Database, options: Options | None = None, *, lease_s: float = 60.0,
+                 backoff_s: float | None = None, http: requests.Session | None = None):
+        options = options or Options()
+        self.db = db
+        self.timeout = (min(2.0, options.webhook_timeout_s), options.webhook_timeout_s)
+        self.backoff_s = options.webhook_backoff_s if backoff_s is None else backoff_s
+        self.max_backoff_s = options.webhook_max_backoff_s
+        self.lease = timedelta(seconds=lease_s)
+        self.owner = uuid.uuid4().hex
+        self.http = http or requests.Session()
+
+    def run(self, stop: threading.Event, interval_s: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # the loop outlives a database hiccup
+                log.exception("webhook dispatch failed; trying again")
+                stop.wait(5)
+            stop.wait(interval_s)
+
+    def run_once(self) -> int:
+        now = datetime.now(UTC)
+        with self.db.reading() as session:
+            newest = last_id(session)
+            due = list(session.scalars(
+                select(Webhook.id).where(
+                    Webhook.active.is_(True), Webhook.cursor < newest,
+                    or_(Webhook.next_attempt_at.is_(None), Webhook.next_attempt_at <= now),
+                    or_(Webhook.lease_until.is_(None), Webhook.lease_until < now))
+                .order_by(Webhook.id)))
+        sent = 0
+        for hook_id in due:
+            if self._claim(hook_id):
+                try:
+                    sent += self._drain(hook_id)
+                finally:
+                    self._release(hook_id)
+        return sent
+
+    def _claim(self, hook_id: int) -> bool:
+        now = datetime.now(UTC)
+        with self.db.unit_of_work() as session:
+            claimed = session.execute(
+                update(Webhook).where(Webhook.id == hook_id, Webhook.active.is_(True),
+                                      or_(Webhook.lease_until.is_(None),
+                                          Webhook.lease_until < now))
+                .values(lease_owner=self.owner, lease_until=now + self.lease)).rowcount
+        return claimed == 1
+
+    def _release(self, hook_id: int) -> None:
+        with self.db.unit_of_work() as session:
+            session.execute(update(Webhook).where(Webhook.id == hook_id,
+                                                  Webhook.lease_owner == self.owner)
+                            .values(lease_owner=None, lease_until=None))
+
+    def _drain(self, hook_id: int) -> int:
+        with self.db.reading() as session:
+            hook = session.get(Webhook, hook_id)
+            url, secret, wanted = hook.url, hook.secret, set(hook.events)
+            cursor, failures = hook.cursor, hook.failures
+        sent = 0
+        while True:
+            with self.db.reading() as session:
+                batch = list(session.scalars(select(Event).where(Event.id > cursor)
+                                             .order_by(Event.id).limit(100)))
+            if not batch:
+                return sent
+            for event in batch:
+                if ALL in wanted or event.type in wanted:
+                    if not self._deliver(hook_id, url, secret, event, failures):
+                        return sent
+                    sent += 1
+                    failures = 0
+                cursor = event.id
+            self._save(hook_id, cursor=cursor)
+
+    def _deliver(self, hook_id: int, url: str, secret: str, event: Event,
+                 failures: int) -> bool:
+        body = json.dumps(payload(event), ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature(secret, body),
+                   "X-Emsupply-Event": event.type, "X-Emsupply-Event-Id": str(event.id),
+                   "User-Agent": "emsupply-webhooks/1"}
+        started = time.perf_counter()
+        status, error = None, None
+        try:
+            answer = self.http.post(url, data=body, headers=headers, timeout=self.timeout,
+                                    allow_redirects=False)
+            status = answer.status_code
+            if not 200 <= status < 300:
+                error = f"answered {status}"
+        except requests.RequestException as exc:
+            error = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+        ms = round((time.perf_counter() - started) * 1000, 2)
+        ok = error is None
+        now = datetime.now(UTC)
+        metrics.WEBHOOK_DELIVERIES.labels("ok" if ok else "failed").inc()
+        with self.db.unit_of_work() as session:
+            session.add(Delivery(webhook_id=hook_id, event_id=event.id, attempt=failures + 1,
+                                 ok=ok, status_code=status, error=error, duration_ms=ms, at=now))
+            if ok:
+                self._save(hook_id, session=session, cursor=event.id, failures=0,
+                           next_attempt_at=None, last_error=None)
+            else:
+                self._save(hook_id, session=session, failures=failures + 1,
+                           next_attempt_at=now + timedelta(seconds=self.backoff(failures + 1)),
+                           last_error=error)
+        return ok
+
+    def backoff(self, failures: int) -> float:
+        """Seconds before the next try after `failures` failures in a row (with jitter)."""
+        base = min(self.max_backoff_s, self.backoff_s * 2 ** min(failures - 1, 30))
+        return base * random.uniform(0.75, 1.0)
+
+    def _save(self, hook_id: int, session: Session | None = None, **values) -> None:
+        if session is None:
+            with self.db.unit_of_work() as own:
+                self._save(hook_id, own, **values)
+            return
+        values["lease_until"] = datetime.now(UTC) + self.lease
+        session.execute(update(Webhook).where(Webhook.id == hook_id,
+                                              Webhook.lease_owner == self.owner)
+                        .values(**values))
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,0 +1,85 @@
+"""Helpers for the gateway's tests: live servers, closed ports, options, tokens, callers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import uuid
+
+from werkzeug.serving import make_server
+
+from gateway.options import Options
+
+
+class Live:
+    """A WSGI app on a real port, in a thread."""
+
+    def __init__(self, app):
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def closed_port_url() -> str:
+    """A URL where nothing listens: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def quick_options(**changes) -> Options:
+    base = dict(connect_timeout_s=0.5, read_timeout_s=5.0, retries=2, breaker_failures=50,
+                breaker_reset_s=1.0, rate_limit="100000 per minute", token_cache_s=0,
+                required_services=("inventory",), webhook_timeout_s=1.0,
+                webhook_backoff_s=0.05, webhook_max_backoff_s=0.2,
+                limiter_prefix=f"test-{uuid.uuid4().hex[:8]}")
+    return Options(**{**base, **changes})
+
+
+def issue(app, role: str, *warehouses: str, name: str | None = None) -> str:
+    from gateway import tokens
+
+    with app.extensions["gateway"].db.unit_of_work() as session:
+        return tokens.create(session, role, warehouses, name or f"{role}-{uuid.uuid4().hex[:6]}"
+                             ).token
+
+
+class Bearer:
+    """A test client that sends `Authorization: Bearer TOKEN`, like factories' callers."""
+
+    def __init__(self, client, token: str | None):
+        self.client = client
+        self.token = token
+
+    def call(self, method: str, path: str, json_body=None, headers=None):
+        all_headers = dict(headers or {})
+        if self.token is not None:
+            all_headers.setdefault("Authorization", f"Bearer {self.token}")
+        data = None if json_body is None else json.dumps(json_body)
+        if data is not None:
+            all_headers.setdefault("Content-Type", "application/json")
+        return self.client.open(path, method=method, data=data, headers=all_headers)
+
+    def get(self, path, **kw):
+        return self.call("GET", path, **kw)
+
+    def post(self, path, json_body=None, **kw):
+        return self.call("POST", path, json_body, **kw)
+
+    def put(self, path, json_body=None, **kw):
+        return self.call("PUT", path, json_body, **kw)
+
+    def patch(self, path, json_body=None, **kw):
+        return self.call("PATCH", path, json_body, **kw)
+
+    def delete(self, path, **kw):
+        return self.call("DELETE", path, **kw)

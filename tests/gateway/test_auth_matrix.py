@@ -1,0 +1,181 @@
+"""Who may do what, end to end: bearer token at the gateway, signed identity to the service,
+role and scope decided by the service."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+from factories import build_tree, receive
+
+from shared import auth
+
+ROLES = ("admin", "commander", "keeper", "integration", "viewer")
+OK, NO = "allowed", "refused"
+
+
+def everyone(**exceptions):
+    return {role: exceptions.get(role, OK) for role in ROLES}
+
+
+def only(*allowed):
+    return {role: OK if role in allowed else NO for role in ROLES}
+
+
+def _code():
+    return "W" + uuid.uuid4().hex[:8]
+
+
+# (method, path, body-maker, who) for representative calls of each resource. The keeper's token
+# is scoped to KL-T01 (a township), and every write below touches that subtree.
+CALLS = [
+    ("GET", "/api/v1/warehouses?level=village", None, everyone()),
+    ("GET", "/api/v1/warehouses/KL-T01", None, everyone()),
+    ("POST", "/api/v1/warehouses", lambda: {"code": _code(), "name": "New", "level": "village",
+                                            "parent": "KL-T01"}, only("admin")),
+    ("PATCH", "/api/v1/warehouses/KL-T01-V01", lambda: {"name": "Renamed"}, only("admin")),
+    ("GET", "/api/v1/items", None, everyone()),
+    ("POST", "/api/v1/items", lambda: {"sku": _code(), "name": "Rope", "unit": "piece"},
+     only("admin")),
+    ("GET", "/api/v1/stock?warehouse=KL&subtree=true", None, everyone()),
+    ("GET", "/api/v1/stock/summary?by=level", None, everyone()),
+    ("GET", "/api/v1/movements?warehouse=KL-T01-V01", None, everyone()),
+    ("POST", "/api/v1/movements", lambda: {"warehouse": "KL-T01-V01", "item": "TENT",
+                                           "kind": "receipt", "quantity": 2},
+     only("admin", "keeper")),
+    ("POST", "/api/v1/movements/batch", lambda: {"lines": [
+        {"warehouse": "KL-T01-V02", "item": "TENT", "kind": "receipt", "quantity": 1}]},
+     only("admin", "keeper")),
+    ("POST", "/api/v1/stocktakes", lambda: {"warehouse": "KL-T01-V01",
+                                            "counts": [{"item": "QUILT", "counted": 3}]},
+     only("admin", "keeper")),
+    ("PUT", "/api/v1/warehouses/KL-T01/levels", lambda: {"levels": [
+        {"item": "TENT", "min": 1, "target": 5}]}, only("admin", "commander")),
+    ("POST", "/api/v1/transfers", lambda: {"source": "KL-T01", "destination": "KL-T01-V01",
+                                           "lines": [{"item": "TENT", "quantity": 1}]},
+     only("admin", "commander", "keeper")),
+    ("POST", "/api/v1/reservations", lambda: {"lines": [
+        {"warehouse": "KL-T01", "item": "QUILT", "quantity": 1}]},
+     only("admin", "integration")),
+    ("GET", "/api/v1/events", None, everyone()),
+    ("GET", "/api/v1/webhooks", None, only("admin", "integration")),
+    ("POST", "/api/v1/webhooks", lambda: {"url": "http://127.0.0.1:9/hook", "events": ["*"],
+                                          "secret": "s" * 20}, only("admin", "integration")),
+]
+
+
+@pytest.fixture
+def network(admin):
+    build_tree(admin)
+    receive(admin, "KL-T01", "TENT", 1000)
+    receive(admin, "KL-T01", "QUILT", 1000)
+    return admin
+
+
+@pytest.mark.parametrize("method,path,body,who", CALLS,
+                         ids=[f"{m} {p.split('?')[0]}" for m, p, _, _ in CALLS])
+def test_every_role_against_each_resource(network, as_role, method, path, body, who):
+    callers = {role: as_role(role, *(("KL-T01",) if role == "keeper" else ()))
+               for role in ROLES}
+    outcome = {}
+    for role, caller in callers.items():
+        response = caller.call(method, path, body() if body else None)
+        assert response.status_code not in (401, 500, 502, 503, 504), (role, response.get_json())
+        outcome[role] = NO if response.status_code == 403 else OK
+        if outcome[role] == OK:
+            assert response.status_code < 400, (role, response.get_json())
+        else:
+            problem = response.get_json()
+            assert response.mimetype == "application/problem+json"
+            assert problem["status"] == 403 and problem["request_id"]
+    assert outcome == who
+
+
+@pytest.mark.parametrize("scope,warehouse,expected", [
+    (("KL-T01-V01",), "KL-T01-V01", 201),  # own village
+    (("KL-T01-V01",), "KL-T01-V02", 403),  # the neighbouring village
+    (("KL-T01-V01",), "KL-T01", 403),  # its township is above it
+    (("KL-T01",), "KL-T01", 201),  # scoped to the township: the township itself
+    (("KL-T01",), "KL-T01-V02", 201),  # and its subtree
+    (("KL-T01",), "KL-T02-V01", 403),  # but not the next township's villages
+    (("KL-T01-V01", "KL-T02"), "KL-T02-V01", 201),  # several warehouses on one token
+])
+def test_keeper_scope(network, as_role, scope, warehouse, expected):
+    keeper = as_role("keeper", *scope)
+    response = keeper.post("/api/v1/movements", {"warehouse": warehouse, "item": "TENT",
+                                                 "kind": "receipt", "quantity": 1})
+    assert response.status_code == expected, response.get_json()
+    if expected == 201:
+        assert response.get_json()["lines"][0]["actor"].startswith("keeper-")
+
+
+def test_keeper_receives_only_transfers_into_scope(network, as_role):
+    sent = network.post("/api/v1/transfers", {"source": "KL-T01", "destination": "KL-T01-V01",
+                                              "lines": [{"item": "TENT", "quantity": 5}]})
+    assert sent.status_code == 201, sent.get_json()
+    path = f"/api/v1/transfers/{sent.get_json()['id']}/receive"
+    assert as_role("keeper", "KL-T01-V02").post(path, {}).status_code == 403
+    assert as_role("keeper", "KL-T01-V01").post(path, {}).status_code == 200
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer not-a-token",
+    "Bearer ems_" + "x" * 43, "bearer ems_", "Token ems_abc", "Bearer " + "ems_" + "y" * 400,
+])
+def test_missing_or_malformed_token_is_401(gateway_app, header):
+    client = gateway_app.test_client()
+    headers = {} if header is None else {"Authorization": header}
+    for path in ("/api/v1/warehouses", "/api/v1/events", "/api/v1/roads"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 401, (path, header)
+        problem = response.get_json()
+        assert response.mimetype == "application/problem+json"
+        assert problem["status"] == 401 and problem["request_id"] == response.headers[
+            "X-Request-ID"]
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_revoked_token_is_401(gateway_app):
+    from gateway import tokens
+
+    client = gateway_app.test_client()
+    token = tokens_issue = None
+    with gateway_app.extensions["gateway"].db.unit_of_work() as session:
+        tokens_issue = tokens.create(session, "viewer", name="to-revoke")
+        token = tokens_issue.token
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/warehouses", headers=headers).status_code == 200
+    with gateway_app.extensions["gateway"].db.unit_of_work() as session:
+        tokens.revoke(session, str(tokens_issue.id))
+    response = client.get("/api/v1/warehouses", headers=headers)
+    assert response.status_code == 401
+    assert "revoked" in response.get_json()["detail"]
+
+
+def test_the_gateway_does_not_pass_on_identity_headers_of_the_caller(network, as_role):
+    """A viewer cannot make itself admin by sending the identity headers itself."""
+    viewer = as_role("viewer")
+    forged = auth.sign("wrong-secret-0123456789", auth.Identity("x", "admin"), "POST",
+                       "/api/v1/items")
+    response = viewer.post("/api/v1/items", {"sku": "ROPE", "name": "Rope", "unit": "m"},
+                           headers=forged)
+    assert response.status_code == 403
+
+
+def test_a_service_called_directly_without_the_gateway_signature_is_401(live_inventory,
+                                                                        inventory_app):
+    plain = requests.get(live_inventory.url + "/api/v1/warehouses", timeout=5)
+    assert plain.status_code == 401
+    assert plain.headers["Content-Type"] == "application/problem+json"
+    body = b'{"sku":"ROPE","name":"Rope","unit":"m"}'
+    headers = auth.sign("not-the-suite-secret-000", auth.Identity("x", "admin"), "POST",
+                        "/api/v1/items", body)
+    forged = requests.post(live_inventory.url + "/api/v1/items", data=body, timeout=5,
+                           headers={**headers, "Content-Type": "application/json"})
+    assert forged.status_code == 401
+    secret = inventory_app.extensions["emsupply"].settings.secret
+    replayed = auth.sign(secret, auth.Identity("x", "admin"), "GET", "/api/v1/items")
+    other_call = requests.get(live_inventory.url + "/api/v1/warehouses", headers=replayed,
+                              timeout=5)
+    assert other_call.status_code == 401  # a signature is good for its own call only
