@@ -46,6 +46,7 @@ class Allocation:
     def create(self, identity: Identity, incident_id: int, data: dict[str, Any],
                key: str | None = None, fingerprint: str | None = None) -> Plan:
         identity.require(*ROLES)
+        self.reconcile()
         if key:
             existing = self._by_key(key, fingerprint)
             if existing is not None:

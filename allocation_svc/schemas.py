@@ -5,16 +5,12 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
-from shared.schemas import CODE, PageQuery, Quantity, StrictSchema, UtcDateTime, page_schema
+from shared.schemas import CODE, PageQuery, Quantity, StrictSchema, Text, UtcDateTime, page_schema
 
 LEVELS = ("I", "II", "III", "IV")
 POLICIES = ("nearest", "graded")
 INCIDENT_TYPES = ("flood", "rainstorm", "landslide", "geological", "hail", "snow_ice",
                   "forest_fire", "fire", "earthquake", "other")
-
-
-def Text(longest: int, **kwargs) -> fields.String:  # noqa: N802 (reads like a field)
-    return fields.String(validate=validate.Length(1, longest), **kwargs)
 
 
 class RoadEventIn(StrictSchema):

@@ -12,13 +12,10 @@ from shared.schemas import (
     PageQuery,
     Quantity,
     StrictSchema,
+    Text,
     UtcDateTime,
     page_schema,
 )
-
-
-def Text(longest: int, **kwargs) -> fields.String:  # noqa: N802 (reads like a field)
-    return fields.String(validate=validate.Length(1, longest), **kwargs)
 
 
 class WarehouseIn(StrictSchema):

@@ -52,6 +52,10 @@ def _unstorable(value, path: str = "") -> str | None:
     return None
 
 
+def Text(longest: int, **kwargs) -> fields.String:  # noqa: N802 (reads like a field)
+    return fields.String(validate=validate.Length(1, longest), **kwargs)
+
+
 def Quantity(**kwargs) -> fields.Integer:  # noqa: N802 (a field factory reads like a field)
     low = kwargs.pop("min", 1)
     return fields.Integer(strict=True, validate=validate.Range(min=low, max=MAX_QUANTITY),

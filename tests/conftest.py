@@ -35,18 +35,28 @@ def pg_admin_url():
     return PG_URL
 
 
-@pytest.fixture(scope="session")
-def pg_database(pg_admin_url, worker_id):
+def _own_pg_database(admin_url: str, worker: str, purpose: str):
     """A database of this test worker's own, created once and dropped at the end."""
-    name = f"emsupply_test_{worker_id}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    name = f"emsupply_test_{purpose}_{worker}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    base = pg_admin_url.rsplit("/", 1)[0]
+    base = admin_url.rsplit("/", 1)[0]
     yield f"{base}/{name}"
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_admin_url, worker_id):
+    yield from _own_pg_database(pg_admin_url, worker_id, "inv")
+
+
+@pytest.fixture(scope="session")
+def pg_allocation_database(pg_admin_url, worker_id):
+    """The allocation service's own database beside the inventory's (each owns its own)."""
+    yield from _own_pg_database(pg_admin_url, worker_id, "alloc")
 
 
 @pytest.fixture(scope="session")
@@ -137,9 +147,14 @@ def inv(inventory_app) -> Caller:
 
 
 @pytest.fixture
-def allocation_db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'allocation.sqlite'}"
-    upgrade("allocation_svc", url)
+def allocation_db(tmp_path, db_url, request):
+    """On the same kind of database as the inventory of the test."""
+    if db_url.startswith("postgresql"):
+        url = request.getfixturevalue("pg_allocation_database")
+        fresh_pg_schema(url, "allocation_svc")
+    else:
+        url = f"sqlite:///{tmp_path / 'allocation.sqlite'}"
+        upgrade("allocation_svc", url)
     database = Database(url)
     yield database
     database.dispose()
