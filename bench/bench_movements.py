@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -59,8 +60,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--movements", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16, help="client threads")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=6, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--port", type=int, default=18731)
     parser.add_argument("--database", default="emsupply_bench")
     parser.add_argument("--pg-url", default=os.environ.get(
@@ -149,6 +150,7 @@ def server(url: str, args: argparse.Namespace):
         process.terminate()
         process.wait(timeout=30)
         log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def seed(port: int) -> None:

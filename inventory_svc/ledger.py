@@ -72,7 +72,7 @@ def lock_balances(session: Session, pairs: Iterable[tuple[Warehouse, Item]]) -> 
     touching several balances never deadlock. Answers {(warehouse id, item id): stock id}."""
     unique = {(warehouse.id, item.id): (warehouse, item) for warehouse, item in pairs}
     ids = {key: stock_row(session, *unique[key]) for key in sorted(unique)}
-    if len(ids) > 1 and locks_rows(session):  # one balance alone is in no order with others
+    if ids and locks_rows(session):
         session.execute(select(Stock.id).where(Stock.id.in_(sorted(ids.values())))
                         .order_by(Stock.id).with_for_update())
     return ids

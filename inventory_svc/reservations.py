@@ -39,8 +39,11 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
             raise InvalidInput(exc.detail, errors={f"lines.{name}": messages for name, messages
                                                    in (exc.errors or {}).items()}) from None
         found.append((warehouse, item, code, sku, quantity))
-    # Balances are created and locked in the one order every command uses: no deadlock.
-    ids = ledger.lock_balances(session, [(warehouse, item) for warehouse, item, *_ in found])
+    if len(found) == 1:  # one balance: its guarded update below is all the locking it needs
+        warehouse, item, *_ = found[0]
+        ids = {(warehouse.id, item.id): ledger.stock_row(session, warehouse, item)}
+    else:  # created and locked in the one order every command uses: no deadlock
+        ids = ledger.lock_balances(session, [(warehouse, item) for warehouse, item, *_ in found])
     rows = sorted((ids[warehouse.id, item.id], code, sku, quantity)
                   for warehouse, item, code, sku, quantity in found)
     shortfalls = []

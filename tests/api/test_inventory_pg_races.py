@@ -243,3 +243,32 @@ def test_a_transfer_is_received_once_however_many_try(race_app, race_db):
     assert Counter(results) == {200: 1, 409: 7}
     assert balance(race_db, "LP", "QUILT") == (30, 0)
     assert balance(race_db, "KL", "QUILT") == (20, 0)
+
+
+def test_a_stocktake_counts_against_a_balance_nobody_changes_under_it(race_app, race_db):
+    admin = Caller(race_app.test_client())
+    receive(admin, "KL", "TENT", 100_000)
+    issue = {"warehouse": "KL", "item": "TENT", "kind": "issue", "quantity": 1}
+
+    def work(caller, index):
+        if index:  # 7 threads keep issuing while the first counts, again and again
+            return [caller.post("/api/v1/movements", issue).status_code for _ in range(40)]
+        counts = []
+        for round_ in range(20):
+            counted = 90_000 - 100 * round_
+            response = caller.post("/api/v1/stocktakes", {
+                "warehouse": "KL", "reference": f"count-{round_}",
+                "counts": [{"item": "TENT", "counted": counted}]})
+            assert response.status_code == 201, response.get_json()
+            counts.append((f"count-{round_}", counted))
+        return counts
+
+    results = race(race_app, 8, work)
+    assert all(status == 201 for statuses in results[1:] for status in statuses)
+    with race_db.engine.connect() as conn:
+        for reference, counted in results[0]:
+            after = conn.execute(text("SELECT balance_after FROM movements WHERE reference = :r "
+                                      "ORDER BY id DESC LIMIT 1"), {"r": reference}).scalar()
+            assert after == counted, reference  # the count is what the balance became
+    lines = ledger(race_db, "KL", "TENT")
+    assert sum(quantity for quantity, _, _ in lines) == balance(race_db, "KL", "TENT")[0]
