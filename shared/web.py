@@ -27,7 +27,7 @@ from werkzeug.routing import IntegerConverter
 from shared import auth
 from shared.config import Settings
 from shared.db import Database
-from shared.errors import InvalidInput, register_error_handlers
+from shared.errors import Conflict, EmsupplyError, InvalidInput, register_error_handlers
 
 log = logging.getLogger("emsupply.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
@@ -158,9 +158,12 @@ class _KeyTaken(Exception):
 def run_command(fn: Callable[..., Any], *args: Any, schema: Schema, status: int = 201) -> Response:
     """Run `fn(session, identity, *args)` in one unit of work and answer `schema.dump(result)`.
 
-    With an `Idempotency-Key`, the key is claimed in the same transaction as the change, so a
-    concurrent or later retry waits for the first and then answers its stored response; the same
-    key with another body is 422.
+    With an `Idempotency-Key`, the key and the answer are written in the same transaction as the
+    change, after it: the first attempt to commit wins, and any other attempt with that key (a
+    concurrent one, which waits on the first's row locks, or a later retry) finds the key taken,
+    rolls its own work back and answers the stored response; a retry that fails (the stock it
+    issued is gone) answers the stored response too. The same key with another body is 422.
+    Nothing is read before the work, so a first attempt costs one INSERT more than no key.
     """
     ctx = context()
     identity = current_identity()
@@ -170,26 +173,23 @@ def run_command(fn: Callable[..., Any], *args: Any, schema: Schema, status: int 
             body = schema.dump(fn(session, identity, *args))
         return json_response(body, status)
     key, fingerprint = idempotency_request(identity)
-    replay = _stored(ctx, key, fingerprint)
-    if replay is not None:
-        return replay
     try:
         with ctx.db.unit_of_work() as session:
+            text = json.dumps(schema.dump(fn(session, identity, *args)), ensure_ascii=False,
+                              separators=(",", ":"))
             try:
                 session.execute(insert(ctx.idempotency).values(
-                    key=key, fingerprint=fingerprint, status=status, body="",
+                    key=key, fingerprint=fingerprint, status=status, body=text,
                     created_at=datetime.now(UTC)))
             except IntegrityError:
                 raise _KeyTaken() from None
-            text = json.dumps(schema.dump(fn(session, identity, *args)), ensure_ascii=False,
-                              separators=(",", ":"))
-            session.execute(ctx.idempotency.update().where(ctx.idempotency.c.key == key)
-                            .values(body=text))
-    except _KeyTaken:
+    except (_KeyTaken, EmsupplyError) as exc:
         replay = _stored(ctx, key, fingerprint)
-        if replay is None:  # the other attempt failed and rolled back: its key is free again
-            return run_command(fn, *args, schema=schema, status=status)
-        return replay
+        if replay is not None:
+            return replay
+        if isinstance(exc, _KeyTaken):
+            raise Conflict("this Idempotency-Key is being used by another request; retry") from None
+        raise
     response = Response(text, status=status, mimetype="application/json")
     response.headers["Idempotency-Key"] = key
     return response
