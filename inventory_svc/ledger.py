@@ -78,6 +78,40 @@ def lock_balances(session: Session, pairs: Iterable[tuple[Warehouse, Item]]) -> 
     return ids
 
 
+def lock_balances_by_code(session: Session, pairs: Iterable[tuple[str, str]],
+                          field: str = "lines") -> dict[tuple[str, str], int]:
+    """`lock_balances` for many (warehouse code, sku) pairs at once, as a plan's hold names
+    them: a handful of statements for the whole set instead of four a line. Unknown codes are
+    422 naming `field`. Answers {(code, sku): stock id}."""
+    pairs = sorted(set(pairs))
+    codes, skus = sorted({c for c, _ in pairs}), sorted({s for _, s in pairs})
+    warehouses = dict(session.execute(select(Warehouse.code, Warehouse.id)
+                                      .where(Warehouse.code.in_(codes))).all())
+    items = dict(session.execute(select(Item.sku, Item.id).where(Item.sku.in_(skus))).all())
+    for name, known, wanted in (("warehouse", warehouses, codes), ("item", items, skus)):
+        unknown = [value for value in wanted if value not in known]
+        if unknown:
+            detail = f"no {name} {', '.join(map(repr, unknown[:10]))}"
+            raise InvalidInput(detail, errors={f"{field}.{name}": [detail]})
+    keys = sorted((warehouses[c], items[s]) for c, s in pairs)  # the one creation order
+    session.execute(insert_for(session, Stock.__table__).on_conflict_do_nothing(
+        index_elements=["warehouse_id", "item_id"]),
+        [{"warehouse_id": w, "item_id": i, "on_hand": 0, "reserved": 0, "min": 0, "target": 0}
+         for w, i in keys])
+    wanted_keys = set(keys)
+    found = {}
+    for stock_id, w, i in session.execute(
+            select(Stock.id, Stock.warehouse_id, Stock.item_id)
+            .where(Stock.warehouse_id.in_({w for w, _ in keys}),
+                   Stock.item_id.in_({i for _, i in keys}))):
+        if (w, i) in wanted_keys:
+            found[w, i] = stock_id
+    if locks_rows(session):
+        session.execute(select(Stock.id).where(Stock.id.in_(sorted(found.values())))
+                        .order_by(Stock.id).with_for_update())
+    return {(c, s): found[warehouses[c], items[s]] for c, s in pairs}
+
+
 # The statements of the hot path, built once and bound on each call.
 _W, _I, _Q = bindparam("w"), bindparam("i"), bindparam("q")
 _TAKE = {  # from_reserved -> the guarded update that takes stock out

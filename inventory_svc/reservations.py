@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from inventory_svc import catalog, ledger
+from inventory_svc import ledger
 from inventory_svc.models import Item, Reservation, ReservationLine, Stock, Warehouse
 from shared.auth import Identity
 from shared.errors import Conflict, InvalidInput, NotFound
@@ -31,27 +31,20 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
     for line in data["lines"]:
         key = (line["warehouse"], line["item"])
         wanted[key] = wanted.get(key, 0) + line["quantity"]
-    found = []
-    for (code, sku), quantity in wanted.items():
-        try:
-            warehouse, item = catalog.get_warehouse_and_item(session, code, sku)
-        except InvalidInput as exc:  # named as the lines' field
-            raise InvalidInput(exc.detail, errors={f"lines.{name}": messages for name, messages
-                                                   in (exc.errors or {}).items()}) from None
-        found.append((warehouse, item, code, sku, quantity))
-    if len(found) == 1:  # one balance: its guarded update below is all the locking it needs
-        warehouse, item, *_ = found[0]
-        ids = {(warehouse.id, item.id): ledger.stock_row(session, warehouse, item)}
-    else:  # created and locked in the one order every command uses: no deadlock
-        ids = ledger.lock_balances(session, [(warehouse, item) for warehouse, item, *_ in found])
-    rows = sorted((ids[warehouse.id, item.id], code, sku, quantity)
-                  for warehouse, item, code, sku, quantity in found)
+    ids = ledger.lock_balances_by_code(session, wanted)
+    rows = sorted((ids[code, sku], code, sku, quantity)
+                  for (code, sku), quantity in wanted.items())
+    # Every line in one guarded UPDATE (the rows are locked already): a line is held only where
+    # its balance has the quantity available; the lines it does not return are the shortfalls.
+    asked = case({stock_id: quantity for stock_id, _c, _s, quantity in rows}, value=Stock.id)
+    held = set(session.scalars(
+        update(Stock).where(Stock.id.in_([row[0] for row in rows]),
+                            Stock.on_hand - Stock.reserved >= asked)
+        .values(reserved=Stock.reserved + asked).returning(Stock.id)
+        .execution_options(synchronize_session=False)))
     shortfalls = []
     for stock_id, code, sku, quantity in rows:
-        held = session.execute(update(Stock).where(
-            Stock.id == stock_id, Stock.on_hand - Stock.reserved >= quantity)
-            .values(reserved=Stock.reserved + quantity).returning(Stock.id)).first()
-        if held is None:
+        if stock_id not in held:
             available = session.scalar(select(Stock.on_hand - Stock.reserved)
                                        .where(Stock.id == stock_id))
             shortfalls.append({"warehouse": code, "item": sku, "requested": quantity,
@@ -69,6 +62,8 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
                          for stock_id, _code, _sku, quantity in rows]
     session.add(reservation)
     session.flush()
+    # The answer names each line's warehouse and item: load them in one query, not one a line.
+    session.scalars(select(Stock).where(Stock.id.in_([row[0] for row in rows]))).all()
     return reservation
 
 

@@ -564,7 +564,7 @@ def test_searches_reach_only_as_far_as_needed_and_the_cache_serves_the_next_plan
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 10_000),
-    n=st.integers(12, 150),
+    n=st.integers(16, 150),
     n_depots=st.integers(1, 10),
     n_sites=st.integers(1, 4),
     tight=st.booleans(),
