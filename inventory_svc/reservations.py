@@ -58,12 +58,13 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
     reservation = Reservation(status=HELD, reference=data.get("reference"),
                               created_by=identity.actor, created_at=now,
                               expires_at=now + timedelta(seconds=ttl))
-    reservation.lines = [ReservationLine(stock_id=stock_id, quantity=quantity)
+    # The answer names each line's warehouse and item: load them in one query, not one a line.
+    stocks = {stock.id: stock for stock in session.scalars(
+        select(Stock).where(Stock.id.in_([row[0] for row in rows])))}
+    reservation.lines = [ReservationLine(stock=stocks[stock_id], quantity=quantity)
                          for stock_id, _code, _sku, quantity in rows]
     session.add(reservation)
     session.flush()
-    # The answer names each line's warehouse and item: load them in one query, not one a line.
-    session.scalars(select(Stock).where(Stock.id.in_([row[0] for row in rows]))).all()
     return reservation
 
 
