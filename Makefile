@@ -1,27 +1,45 @@
-# The two commands of the README: `make demo` and `make test`. Both set up .venv themselves.
+# The two commands of the README: `make demo` and `make test`. Both set up .venv themselves
+# (demo installs the suite, test also its test tools), again whenever pyproject.toml changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 DATA_DIR ?= var
+PORT ?= 8000
 
-.PHONY: demo test lint bench clean
+.PHONY: demo up test lint e2e clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "emsupply needs Python 3.11+: make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $@ $(RUN_STAMP)
 
-demo: $(STAMP)
-	$(BIN)/emsupply demo --data-dir $(DATA_DIR)
+# Seeds DATA_DIR when it holds no warehouses, makes one demo token per role (printed once,
+# kept in DATA_DIR/tokens.json), then runs the suite on PORT, PORT+1, PORT+2 until Ctrl-C.
+demo: $(RUN_STAMP)
+	$(BIN)/emsupply demo --data-dir $(DATA_DIR) --port $(PORT)
 
-test: $(STAMP)
+up: $(RUN_STAMP)
+	$(BIN)/emsupply up --data-dir $(DATA_DIR) --port $(PORT)
+
+test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
 
-lint: $(STAMP)
+e2e: $(TEST_STAMP)
+	$(BIN)/python -m pytest -n 2 -q -m e2e
+
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .hypothesis

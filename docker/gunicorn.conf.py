@@ -1,4 +1,4 @@
-"""gunicorn settings shared by every role of the image (overridable by environment)."""
+"""gunicorn settings shared by every service role of the image (overridable by environment)."""
 
 import os
 
@@ -8,5 +8,8 @@ worker_class = "gthread"
 threads = int(os.environ.get("EMSUPPLY_THREADS", "4"))
 timeout = 60
 graceful_timeout = 10
+# gunicorn 27 opens a control socket under the home directory by default: not in a container
+# (each replica would want the same path), and nothing here uses it.
 control_socket_disable = True
-accesslog = None
+accesslog = None  # the services log each request themselves, as JSON with its request id
+errorlog = "-"

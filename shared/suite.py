@@ -6,61 +6,156 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import requests
 
 from shared import auth
 from shared.config import load_settings
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Answer(NamedTuple):
+    status: int
+    body: Any
+    headers: dict[str, str]
+
 
 class ApiError(RuntimeError):
     def __init__(self, method: str, path: str, status: int, body: Any):
         detail = body.get("detail") if isinstance(body, dict) else str(body)[:300]
-        super().__init__(f"{method} {path} -> {status}: {detail}")
-        self.status, self.body = status, body
+        super().__init__(f"{method} {path.split('?', 1)[0]} -> {status}: {detail}")
+        self.method, self.path, self.status, self.body = method, path, status, body
+        self.detail = detail
+        self.errors = body.get("errors") if isinstance(body, dict) else None
 
 
 class SuiteClient:
+    """What the CLI's commands call. `parallel` is how many calls may usefully run at once
+    (1 in this process, where the apps share one interpreter; more over HTTP)."""
+
+    parallel = 1
+
     def call(self, method: str, path: str, body: Any = None,
              headers: dict[str, str] | None = None, ok: tuple[int, ...] = (200, 201)) -> Any:
-        status, answer = self.send(method, path, body, headers)
-        if status not in ok:
-            raise ApiError(method, path, status, answer)
-        return answer
+        answer = self.request(method, path, body, headers)
+        if answer.status not in ok:
+            raise ApiError(method, path, answer.status, answer.body)
+        return answer.body
 
     def send(self, method: str, path: str, body: Any = None,
              headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        answer = self.request(method, path, body, headers)
+        return answer.status, answer.body
+
+    def request(self, method: str, path: str, body: Any = None,
+                headers: dict[str, str] | None = None) -> Answer:
         raise NotImplementedError
 
-    def pages(self, path: str) -> list[dict]:
+    def pages(self, path: str, limit: int = 1000) -> list[dict]:
         """Every row of a paginated list."""
-        rows, cursor = [], None
+        rows: list[dict] = []
+        for page in self.iter_pages(path, limit):
+            rows.extend(page)
+        return rows
+
+    def iter_pages(self, path: str, limit: int = 1000) -> Iterator[list[dict]]:
+        cursor = None
         joiner = "&" if "?" in path else "?"
         while True:
-            page = self.call("GET", f"{path}{joiner}limit=1000" +
+            page = self.call("GET", f"{path}{joiner}limit={limit}" +
                              (f"&cursor={cursor}" if cursor else ""))
-            rows.extend(page["items"])
+            yield page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
-                return rows
+                return
+
+    def map(self, fn: Callable[[T], R], work: Iterable[T]) -> Iterator[R]:
+        """`fn` over `work`, `parallel` at a time, results in order."""
+        if self.parallel <= 1:
+            yield from map(fn, work)
+            return
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="suite") as pool:
+            yield from pool.map(fn, work)
+
+    def close(self) -> None:
+        pass
 
 
 class HttpSuite(SuiteClient):
-    def __init__(self, url: str, token: str, timeout: float = 120.0):
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
-        self.timeout = timeout
+    """The suite's gateway over HTTP with a bearer token. A 429 (rate limit) or 503 (a
+    service restarting, a circuit open) is waited out as its Retry-After says, up to
+    `patience_s` in all for one call (a 503 only for reads, PUTs and calls with an
+    Idempotency-Key, which are safe to repeat)."""
 
-    def send(self, method, path, body=None, headers=None):
-        response = self.session.request(method, self.url + path, json=body, headers=headers,
-                                        timeout=(3.0, self.timeout))
+    def __init__(self, url: str, token: str, timeout: float = 120.0, parallel: int = 4,
+                 patience_s: float = 300.0):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.parallel = parallel
+        self.patience_s = patience_s
+        self.local = threading.local()
+        self.sessions: list[requests.Session] = []
+        self.lock = threading.Lock()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self.local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {self.token}"
+            self.local.session = session
+            with self.lock:
+                self.sessions.append(session)
+        return session
+
+    def request(self, method, path, body=None, headers=None):
+        deadline = time.monotonic() + self.patience_s
+        while True:
+            try:
+                response = self._session().request(method, self.url + path, json=body,
+                                                   headers=headers, timeout=(3.0, self.timeout))
+            except requests.ConnectionError as exc:
+                raise ApiError(method, path, 503, {"detail": f"cannot reach {self.url} "
+                                                   f"({exc.__class__.__name__})"}) from None
+            except requests.Timeout:
+                raise ApiError(method, path, 504, {"detail": f"no answer from {self.url} in "
+                                                   f"{self.timeout:.0f} s"}) from None
+            wait = self._wait(response, method in ("GET", "PUT", "HEAD")
+                              or "Idempotency-Key" in (headers or {}))
+            if wait is None or time.monotonic() + wait > deadline:
+                break
+            time.sleep(wait)
         try:
-            return response.status_code, response.json() if response.content else None
+            decoded = response.json() if response.content else None
         except ValueError:
-            return response.status_code, response.text
+            decoded = response.text
+        return Answer(response.status_code, decoded, dict(response.headers))
+
+    @staticmethod
+    def _wait(response: requests.Response, repeatable: bool) -> float | None:
+        """Seconds to wait before sending the same call again, or None to answer now: a 429
+        was refused before it reached a service; a 503 may have done part of its work, so it
+        is sent again only when that is safe."""
+        if response.status_code != 429 and not (response.status_code == 503 and repeatable):
+            return None
+        try:
+            return min(60.0, max(0.2, float(response.headers.get("Retry-After", "1"))))
+        except ValueError:
+            return 1.0
+
+    def close(self) -> None:
+        with self.lock:
+            for session in self.sessions:
+                session.close()
+            self.sessions.clear()
 
 
 class LocalSuite(SuiteClient):
@@ -81,17 +176,22 @@ class LocalSuite(SuiteClient):
         self.apps["allocation"] = allocation_app(load_settings("allocation", data_dir=data_dir),
                                                  inventory_client=local.as_client(ServiceClient))
         self.clients = {name: app.test_client() for name, app in self.apps.items()}
-        logging.getLogger("emsupply.access").setLevel(logging.WARNING)  # a CLI, not a server
+        # A CLI, not a server: the apps' info lines (each call, each migration) are noise here.
+        logging.getLogger().setLevel(logging.WARNING)
 
-    def send(self, method, path, body=None, headers=None):
+    def request(self, method, path, body=None, headers=None):
         service = self.owner(path.split("?", 1)[0])
         if service is None:
-            return 404, {"detail": f"no service owns {path}"}
+            return Answer(404, {"detail": f"no service owns {path}"}, {})
         raw = b"" if body is None else json.dumps(body).encode()
         signed = auth.sign(self.secret, self.identity, method, path, raw)
         answer = self.clients[service].open(path, method=method, data=raw or None, headers={
             **(headers or {}), **signed, "Content-Type": "application/json"})
-        return answer.status_code, answer.get_json(silent=True)
+        return Answer(answer.status_code, answer.get_json(silent=True), dict(answer.headers))
+
+    def close(self) -> None:
+        for app in self.apps.values():
+            app.extensions["emsupply"].db.dispose()
 
 
 class InProcessTransport:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import uuid
 
+from ports import free_block
 from werkzeug.serving import make_server
 
 from gateway.options import Options
@@ -30,10 +30,7 @@ class Live:
 
 def closed_port_url() -> str:
     """A URL where nothing listens: connections are refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_block(1)}"
 
 
 def quick_options(**changes) -> Options:

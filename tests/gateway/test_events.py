@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 import uuid
@@ -16,6 +15,7 @@ import redis as redis_lib
 from factories import build_tree
 from flask import Flask, request
 from gateway_helpers import Live, closed_port_url, issue
+from ports import free_block
 from sqlalchemy import MetaData, func, select
 
 from gateway.webhooks import Dispatcher
@@ -174,9 +174,7 @@ class Receiver:
         self.secret = secret
         self.received: list[dict] = []
         self.bad_signatures = 0
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_block(1)  # down then up again on the same port: keep it ours
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.live = None
         app = Flask("receiver")
