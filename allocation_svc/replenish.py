@@ -1,6 +1,7 @@
 """Restocking after a response: depots below `min` are brought back to `target` by transfers
 from the level above (the next active depot up the tree: the prefecture where a county has no
-active depot), along the fastest roads. Sources are never drawn below their own `min`."""
+active depot, and further up when the level above has nothing to spare), along the fastest
+roads. Sources are never drawn below their own `min`."""
 
 from __future__ import annotations
 
@@ -35,37 +36,39 @@ def proposals(network: Network, graph, within: str | None = None,
             below.append((on_hand / least if least else 1.0, row, sku, target - on_hand))
     lines, short = [], []
     for _ratio, row, sku, needed in sorted(below):
-        source = _source(w, by_code, row)
-        code = w["code"][row]
-        if source is None:
-            short.append({"warehouse": code, "item": sku, "quantity": needed,
-                          "reason": "no active depot above"})
-            continue
-        give = min(needed, spare.get((source, sku), 0))
-        try:
-            route = graph.route(w["road_node"][source], w["road_node"][row])
-        except (NoRoute, KeyError, TypeError):
-            short.append({"warehouse": code, "item": sku, "quantity": needed,
-                          "reason": f"no open road from {w['code'][source]}"})
-            continue
-        if give > 0:
+        code, remaining, why = w["code"][row], needed, "no active depot above"
+        for source in _sources(w, by_code, row):
+            give = min(remaining, spare.get((source, sku), 0))
+            if give <= 0:
+                why = f"no depot above {code} has {sku} to spare above its min"
+                continue
+            try:
+                route = graph.route(w["road_node"][source], w["road_node"][row])
+            except (NoRoute, KeyError, TypeError):
+                why = f"no open road from {w['code'][source]}"
+                continue
             spare[(source, sku)] -= give
+            remaining -= give
             lines.append({"source": w["code"][source], "destination": code, "item": sku,
                           "quantity": give, "minutes": route.minutes,
                           "distance_km": route.distance_km, "path": list(route.path)})
-        if give < needed:
-            short.append({"warehouse": code, "item": sku, "quantity": needed - give,
-                          "reason": f"{w['code'][source]} has no more to spare above its min"})
+            if remaining == 0:
+                break
+        if remaining:
+            short.append({"warehouse": code, "item": sku, "quantity": remaining, "reason": why})
     return lines, short
 
 
-def _source(w: dict[str, list], by_code: dict[str, int], row: int) -> int | None:
+def _sources(w: dict[str, list], by_code: dict[str, int], row: int) -> list[int]:
+    """The active depots above a warehouse, nearest level first: its parent, then up to the
+    prefecture (a county without an active depot leans on the prefecture)."""
     path = [p for p in w["path"][row].split("/") if p]
+    found = []
     for code in reversed(path[:-1]):
         index = by_code.get(code)
         if index is not None and w["status"][index] == "active" and w["road_node"][index]:
-            return index
-    return None
+            found.append(index)
+    return found
 
 
 @dataclass

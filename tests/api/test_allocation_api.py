@@ -201,17 +201,19 @@ def test_replenishment_restocks_below_min_from_the_level_above(world):
     proposal = alloc.as_("commander").post("/api/v1/replenishments", {"items": ["TENT"]})
     assert proposal.status_code == 201, proposal.get_json()
     lines = proposal.get_json()["lines"]
-    assert lines == [{**lines[0], "source": "KL", "destination": "KL-T01", "item": "TENT",
-                      "quantity": 20}]
+    assert [(x["source"], x["destination"], x["item"], x["quantity"]) for x in lines] == [
+        ("KL", "KL-T01", "TENT", 20), ("QDN", "KL-T01", "TENT", 5)], \
+        "the county first; what it cannot spare comes from the prefecture"
     done = alloc.as_("commander").post(
         f"/api/v1/replenishments/{proposal.get_json()['id']}/execute")
     assert done.status_code == 200, done.get_json()
     assert done.get_json()["status"] == "executed"
-    assert stock_of(inv, "KL")["on_hand"] == 0
-    transfer = done.get_json()["transfers"][0]["id"]
-    received = inv.as_("keeper", "KL-T01").post(f"/api/v1/transfers/{transfer}/receive", {})
-    assert received.status_code == 200, received.get_json()
-    assert stock_of(inv, "KL-T01")["on_hand"] == 25
+    assert stock_of(inv, "KL")["on_hand"] == 0 and stock_of(inv, "QDN")["on_hand"] == 95
+    keeper = inv.as_("keeper", "KL-T01")
+    for transfer in done.get_json()["transfers"]:
+        received = keeper.post(f"/api/v1/transfers/{transfer['id']}/receive", {})
+        assert received.status_code == 200, received.get_json()
+    assert stock_of(inv, "KL-T01")["on_hand"] == 30
 
 
 def test_roles(world):
