@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from roadtables import table_from
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import minimum_spanning_tree
@@ -19,30 +20,6 @@ from allocation_svc.roadtable import CLASS_SPEED_KMH, CLOSED, DEGRADED, OPEN, Ro
 from allocation_svc.solver import Demand, Depot, DepotTable, Plan, Policy, solve
 
 # ---- building road tables ---------------------------------------------------------------------
-
-
-def table_from(edges, n_nodes=None, oneway=(), closed=(), speed=60.0):
-    """Hand-made table: edges (from, to, km) between nodes N0..; speed 60 km/h = 1 min per km."""
-    n = n_nodes or 1 + max(max(a, b) for a, b, _ in edges)
-    m = len(edges)
-    status = np.full(m, OPEN, dtype=np.int8)
-    status[list(closed)] = CLOSED
-    one = np.zeros(m, dtype=bool)
-    one[list(oneway)] = True
-    return RoadTable(
-        node_ids=[f"N{i}" for i in range(n)],
-        node_lon=np.arange(n, dtype=float),
-        node_lat=np.zeros(n),
-        edge_ids=[f"E{k}" for k in range(m)],
-        edge_from=np.array([a for a, _, _ in edges], dtype=np.int32),
-        edge_to=np.array([b for _, b, _ in edges], dtype=np.int32),
-        length_km=np.array([km for _, _, km in edges], dtype=float),
-        road_class=np.array(["county"] * m, dtype=object),
-        speed_kmh=np.full(m, speed),
-        oneway=one,
-        status=status,
-        speed_factor=np.ones(m),
-    )
 
 
 def random_road_table(rng: np.random.Generator, n: int) -> RoadTable:
