@@ -10,6 +10,7 @@ unconfirmed hold expires by itself in any case.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from shared import events
 from shared.auth import Identity
 from shared.client import RemoteError
 from shared.db import Database
-from shared.errors import Conflict, EmsupplyError, InvalidInput, NotFound
+from shared.errors import Conflict, InvalidInput, NotFound, Unavailable, UpstreamTimeout
 
 ROLES = ("admin", "commander", "integration")
 RESERVING, PLANNED, DISPATCHED, CANCELLED, FAILED, DELIVERED = (
@@ -49,14 +50,22 @@ class Allocation:
         self.reconcile()
         if key:
             existing = self._by_key(key, fingerprint)
-            if existing is not None:
-                return existing
+            if existing is not None:  # a retry: finish what the first attempt left half-made
+                return self._hold(existing) if existing.status == RESERVING else existing
         with self.db.reading() as session:
             incident = incidents.get(session, incident_id)
             graph = roads.ensure_network(session, self.graphs)
             sites = list(incident.sites)
             level = incident.level
         demands = self._demands(sites, data)
+        for demand in demands:
+            try:
+                graph.node_index(demand.node)
+            except KeyError:
+                raise InvalidInput(f"site {demand.site!r} is at road node {demand.node!r}, which "
+                                   "the current road network does not have",
+                                   errors={"sites": [f"{demand.site}: unknown road node "
+                                                     f"{demand.node!r}"]}) from None
         network = self.inventory.network(sorted({d.item for d in demands}))
         policy = solver.Policy(kind=data.get("policy", "nearest"),
                                max_minutes=data.get("max_minutes"),
@@ -125,13 +134,22 @@ class Allocation:
         return plan
 
     def _hold(self, plan: Plan) -> Plan:
+        """Hold the plan's stock. A refusal (409, 422) fails the plan. When the inventory cannot
+        be reached or answers too late, the hold may or may not exist: it is undone (the same
+        idempotent request finds it, then it is released) and the plan fails; if even that
+        cannot be done now, the plan stays `reserving` for `reconcile` to undo."""
         lines = hold_lines(plan.shipments)
         reservation_id, failure = None, None
         if lines:
             try:
-                reservation_id = self.inventory.reserve(
-                    f"plan:{plan.id}:hold", lines, self.hold_ttl_s, f"plan:{plan.id}")["id"]
-            except EmsupplyError as exc:
+                reservation_id = self._reserve(plan, lines)["id"]
+            except RemoteError as exc:
+                if exc.status >= 500:
+                    raise
+                failure = exc
+            except (Unavailable, UpstreamTimeout) as exc:
+                if not self._undo_hold(plan, lines):
+                    raise
                 failure = exc
         with self.db.unit_of_work() as session:
             plan = session.get(Plan, plan.id)
@@ -149,6 +167,21 @@ class Allocation:
         if failure is not None:
             raise failure
         return plan
+
+    def _reserve(self, plan: Plan, lines: list[dict]) -> dict:
+        return self.inventory.reserve(f"plan:{plan.id}:hold", lines, self.hold_ttl_s,
+                                      f"plan:{plan.id}")
+
+    def _undo_hold(self, plan: Plan, lines: list[dict]) -> bool:
+        """Release whatever hold the plan's request made, if any. False if it cannot be done."""
+        try:
+            held = self._reserve(plan, lines)  # the stored answer if it was made (or a new one)
+            self.inventory.release(held["id"], f"plan:{plan.id}:undo:{held['id']}")
+        except RemoteError as exc:
+            return exc.status < 500  # refused now: nothing was held
+        except (Unavailable, UpstreamTimeout):
+            return False
+        return True
 
     def route(self, origin: str, destination: str) -> dict[str, Any]:
         with self.db.reading() as session:
@@ -238,54 +271,57 @@ class Allocation:
                 continue
             try:
                 route = graph.route(shipment.path[0], nodes[shipment.site]["node"])
-            except NoRoute:
+            except (NoRoute, KeyError):  # no open road, or a node the network no longer has
                 stranded.append(shipment)
                 continue
             if list(route.path) != list(shipment.path):
                 rerouted[shipment.id] = route
-        replacements: list[solver.Shipment] = []
-        unmet: list[solver.Unmet] = []
-        if stranded:
-            wanted = {}
-            for shipment in stranded:
-                key = (shipment.site, shipment.item)
-                wanted[key] = wanted.get(key, 0) + shipment.quantity - shipment.delivered
-            demands = [solver.Demand(site=site, node=nodes[site]["node"], item=item,
-                                     quantity=quantity, priority=1,
-                                     township=nodes[site]["township"],
-                                     county=nodes[site]["county"])
-                       for (site, item), quantity in wanted.items()]
-            network = self.inventory.network(sorted({d.item for d in demands}))
-            policy = solver.Policy(kind=plan.policy.get("policy") or "nearest",
-                                   max_minutes=plan.policy.get("max_minutes"),
-                                   keep_min=bool(plan.policy.get("keep_min")),
-                                   incident_level=level)
-            items = sorted({d.item for d in demands})
-            result = solver.solve(graph, depots(network, sites, graph, items), demands, policy)
-            replacements, unmet = result.shipments, result.unmet
-        reservation_id = None
-        if replacements:
-            lines = [{"warehouse": s.from_, "item": s.item, "quantity": s.quantity}
-                     for s in replacements]
-            held = self.inventory.reserve(f"plan:{plan.id}:replan:{graph.version}", lines,
-                                          self.hold_ttl_s, f"plan:{plan.id}")
-            reservation_id = held["id"]
-            if plan.status == DISPATCHED:
-                self.inventory.commit(reservation_id,
-                                      f"plan:{plan.id}:commit:{reservation_id}")
-        if plan.status == PLANNED:
+        if plan.status == PLANNED:  # first free what the cut-off shipments held (retry-safe)
             for shipment in stranded:
                 self.inventory.release_part(
                     shipment.reservation_id, f"plan:{plan.id}:strand:{shipment.id}",
                     [{"warehouse": shipment.source, "item": shipment.item,
                       "quantity": shipment.quantity}])
+        replacements, unmet, reservation_id = self._resource(plan, stranded, nodes, level,
+                                                             sites, graph)
         return self._record_replan(plan_id, graph.version, rerouted, stranded, replacements,
                                    unmet, reservation_id)
+
+    def _resource(self, plan: Plan, stranded: list[Shipment], nodes: dict, level, sites,
+                  graph: RoadGraph) -> tuple[list, list, int | None]:
+        """New sources for what the stranded shipments carried, held (and, for a dispatched
+        plan, committed) under a key of those shipments, so that a retry finds the same hold."""
+        if not stranded:
+            return [], [], None
+        wanted: dict[tuple[str, str], int] = {}
+        for shipment in stranded:
+            key = (shipment.site, shipment.item)
+            wanted[key] = wanted.get(key, 0) + shipment.quantity - shipment.delivered
+        demands = [solver.Demand(site=site, node=nodes[site]["node"], item=item,
+                                 quantity=quantity, priority=1,
+                                 township=nodes[site]["township"], county=nodes[site]["county"])
+                   for (site, item), quantity in wanted.items()]
+        items = sorted({d.item for d in demands})
+        network = self.inventory.network(items)
+        policy = solver.Policy(kind=plan.policy.get("policy") or "nearest",
+                               max_minutes=plan.policy.get("max_minutes"),
+                               keep_min=bool(plan.policy.get("keep_min")), incident_level=level)
+        result = solver.solve(graph, depots(network, sites, graph, items), demands, policy)
+        if not result.shipments:
+            return [], result.unmet, None
+        tag = hashlib.sha256(",".join(str(s.id) for s in stranded).encode()).hexdigest()[:16]
+        held = self.inventory.reserve(
+            f"plan:{plan.id}:replan:{tag}",
+            [{"warehouse": s.from_, "item": s.item, "quantity": s.quantity}
+             for s in result.shipments], self.hold_ttl_s, f"plan:{plan.id}")
+        if plan.status == DISPATCHED:
+            self.inventory.commit(held["id"], f"plan:{plan.id}:commit:{held['id']}")
+        return result.shipments, result.unmet, held["id"]
 
     def _record_replan(self, plan_id, version, rerouted, stranded, replacements, unmet,
                        reservation_id) -> Plan:
         with self.db.unit_of_work() as session:
-            plan = _plan(session, plan_id)
+            plan = _plan(session, plan_id, lock=True)  # one replan records at a time
             for shipment in plan.shipments:
                 route = rerouted.get(shipment.id)
                 if route is not None:
@@ -293,17 +329,18 @@ class Allocation:
                     shipment.path = list(route.path)
                     shipment.note = f"rerouted on graph version {version}"
             stranded_ids = {s.id for s in stranded}
-            for shipment in plan.shipments:
-                if shipment.id in stranded_ids:
+            cut = [shipment for shipment in plan.shipments if shipment.id in stranded_ids]
+            if not any(shipment.status == "stranded" for shipment in cut):  # not recorded yet
+                for shipment in cut:
                     shipment.status = "stranded"
                     shipment.note = f"no open road on graph version {version}; re-sourced"
-            for new in replacements:
-                row = shipment_row(new, plan.status)
-                row.reservation_id = reservation_id
-                plan.shipments.append(row)
-            if reservation_id:
-                plan.reservations = [*plan.reservations, reservation_id]
-            plan.unmet = [*plan.unmet, *(unmet_json(u) for u in unmet)]
+                for new in replacements:
+                    row = shipment_row(new, plan.status)
+                    row.reservation_id = reservation_id
+                    plan.shipments.append(row)
+                if reservation_id:
+                    plan.reservations = [*plan.reservations, reservation_id]
+                plan.unmet = [*plan.unmet, *(unmet_json(u) for u in unmet)]
             plan.graph_version = version
             plan.cost = sum(s.quantity * s.minutes for s in plan.shipments
                             if s.status != "stranded")
@@ -312,15 +349,28 @@ class Allocation:
         return plan
 
     def reconcile(self, older_than_s: int = 60) -> int:
-        """Settle plans that a dead process left `reserving`: finish or fail them."""
+        """Settle plans left `reserving` (their process died, or the inventory could not be
+        reached): their hold, if it was made, is released and they fail. Nobody is waiting for
+        them any more; a retry with the request's Idempotency-Key before this finishes them."""
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
         with self.db.reading() as session:
             stuck = list(session.scalars(select(Plan).where(Plan.status == RESERVING,
                                                             Plan.updated_at < cutoff)))
+        settled = 0
         for plan in stuck:
-            with contextlib.suppress(EmsupplyError):  # a failure is recorded on the plan
-                self._hold(plan)
-        return len(stuck)
+            lines = hold_lines(plan.shipments)
+            if lines and not self._undo_hold(plan, lines):
+                continue  # the inventory is still out of reach: next time
+            with self.db.unit_of_work() as session:
+                plan = session.get(Plan, plan.id)
+                if plan.status != RESERVING:
+                    continue
+                plan.status, plan.failure = FAILED, "abandoned while holding its stock; undone"
+                for shipment in plan.shipments:
+                    shipment.status = FAILED
+                plan.updated_at = datetime.now(UTC)
+            settled += 1
+        return settled
 
 
 def record_deliveries(session, identity: Identity, plan_id: int, data: dict[str, Any]) -> Plan:
@@ -353,8 +403,8 @@ def record_deliveries(session, identity: Identity, plan_id: int, data: dict[str,
     return plan
 
 
-def _plan(session, plan_id: int) -> Plan:
-    plan = session.get(Plan, plan_id)
+def _plan(session, plan_id: int, lock: bool = False) -> Plan:
+    plan = session.get(Plan, plan_id, with_for_update=lock or None)
     if plan is None:
         raise NotFound(f"no allocation plan {plan_id}")
     return plan

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from allocation_svc import dataset
@@ -92,6 +92,8 @@ def report_events(session: Session, identity: Identity, data: dict[str, Any]) ->
 
 
 def _new_version(session: Session, identity: Identity, kind: str, applied: list | None) -> int:
+    if session.get_bind().dialect.name == "postgresql":  # one writer of versions at a time
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('emsupply.graph_versions'))"))
     version = current_version(session) + 1
     session.add(GraphVersion(version=version, kind=kind, events=applied, actor=identity.actor,
                              at=datetime.now(UTC)))

@@ -85,10 +85,55 @@ def test_plan_left_reserving_by_a_dead_process_is_reconciled(inv, alloc, allocat
         stuck.updated_at = datetime.now(UTC) - timedelta(minutes=5)
     assert plans.reconcile(older_than_s=60) == 1
     settled = plans.get(stuck.id)
-    assert settled.status == "planned"
+    assert settled.status == "failed", "nobody waits for it any more: undone, not finished"
     held = inv.get("/api/v1/stock?warehouse=KL-T01&item=TENT").get_json()["items"][0]
-    assert held["reserved"] == 4
+    assert held["reserved"] == 0
     assert plans.reconcile(older_than_s=60) == 0
+
+
+def test_a_hold_made_but_answered_too_late_is_undone(inv, alloc, allocation_app):
+    """The inventory holds the stock, but its answer comes after the read timeout: the plan
+    must not keep the stock held for nobody."""
+    from shared.errors import UpstreamTimeout
+
+    build_tree(inv, with_roads=True)
+    alloc.put("/api/v1/roads", roads_geojson())
+    receive(inv, "KL-T01", "TENT", 5)
+    incident = alloc.as_("commander").post("/api/v1/incidents", {
+        "type": "flood", "sites": [{"id": "V1", "warehouse": "KL-T01-V01"}]}).get_json()
+    plans = allocation_app.extensions["allocation"]
+    real_reserve, calls = plans.inventory.reserve, []
+
+    def late(*args, **kwargs):
+        answer = real_reserve(*args, **kwargs)
+        calls.append(answer["id"])
+        if len(calls) == 1:
+            raise UpstreamTimeout("the inventory service did not answer in time")
+        return answer
+
+    plans.inventory.reserve = late
+    response = alloc.as_("commander").post(
+        f"/api/v1/incidents/{incident['id']}/allocations",
+        {"demands": [{"site": "V1", "item": "TENT", "quantity": 4}]})
+    plans.inventory.reserve = real_reserve
+    assert response.status_code == 504
+    assert calls[0] == calls[1], "the undo found the same hold through its idempotency key"
+    held = inv.get("/api/v1/stock?warehouse=KL-T01&item=TENT").get_json()["items"][0]
+    assert held["reserved"] == 0
+    with plans.db.reading() as session:
+        assert session.scalar(select(Plan.status)) == "failed"
+
+
+def test_a_site_off_the_road_network_is_422_not_500(inv, alloc):
+    build_tree(inv, with_roads=True)
+    alloc.put("/api/v1/roads", roads_geojson())
+    incident = alloc.as_("commander").post("/api/v1/incidents", {
+        "type": "flood", "sites": [{"id": "X", "node": "nowhere"}]}).get_json()
+    response = alloc.as_("commander").post(
+        f"/api/v1/incidents/{incident['id']}/allocations",
+        {"demands": [{"site": "X", "item": "TENT", "quantity": 1}]})
+    assert response.status_code == 422
+    assert "nowhere" in response.get_json()["detail"]
 
 
 def test_derived_demands_follow_the_norms():
