@@ -107,6 +107,10 @@ def install(app: Flask, ctx: ServiceContext, *, authenticate: bool = True) -> No
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         g.started = time.perf_counter()
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not IDEMPOTENCY_KEY.match(key):  # one check for every command
+            raise InvalidInput("Idempotency-Key must be 1 to 200 printable ASCII characters",
+                               errors={"Idempotency-Key": ["1 to 200 printable ASCII characters"]})
         if authenticate and request.path.startswith("/api/") and not request.path.endswith(
                 "/openapi.json"):
             g.identity = auth.verify(ctx.settings.secret, request.headers, request.method,
@@ -196,13 +200,9 @@ def run_command(fn: Callable[..., Any], *args: Any, schema: Schema, status: int 
 
 
 def idempotency_request(identity: auth.Identity) -> tuple[str | None, str]:
-    """The request's Idempotency-Key (checked) and the fingerprint of what it asks, for
-    commands that keep their own record of the key instead of using `run_command`."""
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not IDEMPOTENCY_KEY.match(key):
-        raise InvalidInput("Idempotency-Key must be 1 to 200 printable ASCII characters",
-                           errors={"Idempotency-Key": ["1 to 200 printable ASCII characters"]})
-    return key, _fingerprint(identity)
+    """The request's Idempotency-Key (its form is checked for every request in `install`) and
+    the fingerprint of what it asks, for commands that keep their own record of the key."""
+    return request.headers.get("Idempotency-Key"), _fingerprint(identity)
 
 
 def _fingerprint(identity: auth.Identity) -> str:

@@ -221,3 +221,18 @@ def test_roles(world):
     assert alloc.as_("keeper", "KL").post("/api/v1/incidents", {
         "type": "flood", "sites": [{"warehouse": "KL"}]}).status_code == 403
     assert alloc.as_("viewer").put("/api/v1/roads", roads_geojson()).status_code == 403
+
+
+def test_a_malformed_idempotency_key_is_422_on_every_command(world):
+    inv, alloc = world
+    incident = declare(alloc)
+    body = plan(alloc, incident, [{"site": "V1", "item": "TENT", "quantity": 2}]).get_json()
+    bad = {"Idempotency-Key": "x" * 201}
+    response = alloc.as_("commander").post(f"/api/v1/allocations/{body['id']}/dispatch",
+                                           headers=bad)
+    assert response.status_code == 422
+    assert "Idempotency-Key" in response.get_json()["errors"]
+    assert alloc.get(f"/api/v1/allocations/{body['id']}").get_json()["status"] == "planned"
+    receipt = inv.post("/api/v1/movements", {"warehouse": "KL", "item": "TENT", "kind": "receipt",
+                                             "quantity": 1}, headers=bad)
+    assert receipt.status_code == 422
