@@ -20,14 +20,16 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import networkx as nx
 import numpy as np
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import dijkstra
 
 from allocation_svc.roadtable import STATUS_CODES, RoadTable
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 ZERO_MINUTES = 1e-9  # stands in for a 0-minute road: scipy reads an explicit 0 as no cost, fine,
 # but keeping every open weight > 0 keeps "0 = nothing there" out of every later sum.
@@ -419,6 +421,8 @@ class RoadGraph:
     def to_networkx(self) -> nx.DiGraph:
         """The open roads as a networkx DiGraph (nodes are node indexes, `weight` = minutes,
         `edge` = edge id), for baselines and cross-checks; slow at national scale."""
+        import networkx as nx  # the test oracle only: not loaded when the service starts
+
         lay = self._layout
         open_pos = np.flatnonzero(np.isfinite(self._data))
         heads = lay.pos_key[open_pos] // max(lay.n, 1)

@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from allocation_svc import dataset
+from allocation_svc import geojson
 from allocation_svc.models import GraphVersion, RoadEdge, RoadNode, outbox
 from allocation_svc.roadgraph import RoadGraph
 from allocation_svc.roadtable import STATUS_CODES, STATUS_NAMES, RoadTable
@@ -38,7 +38,7 @@ def import_roads(session: Session, identity: Identity, doc: dict[str, Any]) -> d
     """Replace the whole network with a GeoJSON document; answer the new version."""
     identity.require(*WRITERS)
     try:
-        table = dataset.roads_from_geojson(doc)
+        table = geojson.roads_from_geojson(doc)
     except ValueError as exc:
         raise InvalidInput(f"road network rejected: {exc}",
                            errors={"features": [str(exc)]}) from None
@@ -180,7 +180,7 @@ class GraphCache:
 
 def export_roads(session: Session, cache: GraphCache) -> dict[str, Any]:
     graph = cache.current(session)
-    doc = dataset.roads_geojson(graph.table)
+    doc = geojson.roads_geojson(graph.table)
     doc["graph_version"] = graph.version
     return doc
 

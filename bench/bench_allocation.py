@@ -32,9 +32,9 @@ import requests
 from bench_allocation_core import median_time, networkx_way
 from scipy.sparse.csgraph import dijkstra
 
-from allocation_svc import dataset
 from allocation_svc.roadgraph import RoadGraph
 from allocation_svc.solver import Demand, Depot, DepotTable, Policy, solve
+from emsupply import dataset
 from shared import auth
 
 ITEMS = ["TENT", "QUILT", "COTTON-COAT", "FOLDING-BED", "TARPAULIN", "WATER-550", "RICE",
@@ -109,9 +109,9 @@ def prefecture(repeat: int, http: bool, quantity: int) -> dict:
 def through_http(data: dataset.DataSet, items: list[str], demands: list[Demand],
                  repeat: int) -> dict:
     """The whole request, in-process and through gunicorn, on a suite seeded with the data."""
-    from shared import seed as seeding
-    from shared import supervisor
-    from shared.suite import LocalSuite
+    from emsupply import seed as seeding
+    from emsupply import supervisor
+    from emsupply.suite import LocalSuite
 
     directory = Path(tempfile.mkdtemp(prefix="emsupply-bench-"))
     env = {**os.environ, "EMSUPPLY_DATA_DIR": str(directory)}

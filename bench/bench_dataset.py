@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-from allocation_svc import dataset
+from allocation_svc import geojson
+from emsupply import dataset
 
 
 def _qiandongnan() -> str:
@@ -32,7 +33,7 @@ def _geojson_round_trip() -> str:
     """What `PUT /roads` of a national network costs; the row's seconds include generation."""
     roads = dataset.national(500_000).roads
     start = time.perf_counter()
-    back = dataset.roads_from_geojson(dataset.roads_geojson(roads))
+    back = geojson.roads_from_geojson(geojson.roads_geojson(roads))
     return f"{back.node_count + back.edge_count:,} features in {time.perf_counter() - start:.1f} s"
 
 

@@ -163,8 +163,8 @@ def allocation_db(tmp_path, db_url, request):
 @pytest.fixture
 def allocation_app(allocation_db, inventory_app, settings_for):
     from allocation_svc import create_app
+    from emsupply.suite import InProcessTransport
     from shared.client import ServiceClient
-    from shared.suite import InProcessTransport
 
     client = InProcessTransport("inventory", inventory_app, SECRET).as_client(ServiceClient)
     return create_app(settings_for("allocation", allocation_db.url), allocation_db, client)

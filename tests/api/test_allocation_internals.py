@@ -46,7 +46,7 @@ def test_unchanged_graph_is_not_reloaded_and_events_advance_it(graph_world, allo
 def test_trees_are_shared_between_workers_through_redis():
     import redis
 
-    from allocation_svc.dataset import roads_from_geojson
+    from allocation_svc.geojson import roads_from_geojson
     from allocation_svc.roadgraph import RoadGraph
     from allocation_svc.treecache import RedisTreeCache
 

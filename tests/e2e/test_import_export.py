@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shared.cli import main
+from emsupply.cli import main
 
 WAREHOUSES = """code,name,level,parent,status,lon,lat,road_node
 QDN,Prefecture reserve,prefecture,,active,107.95,26.6,n1

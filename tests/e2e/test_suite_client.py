@@ -1,4 +1,4 @@
-"""The CLI's HTTP client of the suite (shared.suite.HttpSuite): a 429 is waited out as its
+"""The CLI's HTTP client of the suite (emsupply.suite.HttpSuite): a 429 is waited out as its
 Retry-After says; a 503 is sent again only when that is safe (a read, a PUT, a call with an
 Idempotency-Key); answers carry their headers."""
 
@@ -10,7 +10,7 @@ import pytest
 from flask import Flask, request
 from werkzeug.serving import make_server
 
-from shared.suite import ApiError, HttpSuite
+from emsupply.suite import ApiError, HttpSuite
 
 
 @pytest.fixture

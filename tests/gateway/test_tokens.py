@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from emsupply.cli import main
 from gateway import tokens
 from gateway.models import Token
-from shared.cli import main
 from shared.errors import InvalidInput, Unauthenticated
 from shared.migrate import heads
 

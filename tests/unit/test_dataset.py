@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from allocation_svc import dataset
+from allocation_svc.geojson import roads_from_geojson, roads_geojson
 from allocation_svc.roadtable import CLASS_SPEED_KMH, CLOSED, DEGRADED, OPEN, RoadTable
+from emsupply import dataset
 
 CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")  # the API's code rule
 LEVEL_INDEX = {level: k for k, level in enumerate(dataset.LEVELS)}
@@ -236,8 +237,8 @@ def test_stock_by_level(qdn):
 def test_same_seed_same_bytes(qdn):
     again = dataset.qiandongnan()
     assert_same_data(qdn, again)
-    assert json.dumps(dataset.roads_geojson(qdn.roads)) == \
-        json.dumps(dataset.roads_geojson(again.roads))
+    assert json.dumps(roads_geojson(qdn.roads)) == \
+        json.dumps(roads_geojson(again.roads))
 
 
 def test_another_seed_another_data_set(qdn):
@@ -291,20 +292,20 @@ def test_national_needs_every_level():
 # -- GeoJSON -----------------------------------------------------------------------------------
 
 def test_geojson_round_trip(qdn):
-    doc = json.loads(json.dumps(dataset.roads_geojson(qdn.roads)))
-    assert_same_roads(dataset.roads_from_geojson(doc), qdn.roads)
+    doc = json.loads(json.dumps(roads_geojson(qdn.roads)))
+    assert_same_roads(roads_from_geojson(doc), qdn.roads)
 
 
 def test_geojson_round_trip_keeps_closures_and_slowdowns(qdn):
     roads = copy.deepcopy(qdn.roads)
     roads.status[:3] = [CLOSED, DEGRADED, DEGRADED]
     roads.speed_factor[1:3] = [0.5, 0.25]
-    doc = json.loads(json.dumps(dataset.roads_geojson(roads)))
-    assert_same_roads(dataset.roads_from_geojson(doc), roads)
+    doc = json.loads(json.dumps(roads_geojson(roads)))
+    assert_same_roads(roads_from_geojson(doc), roads)
 
 
 def test_geojson_features_follow_the_contract(qdn):
-    features = dataset.roads_geojson(qdn.roads)["features"]
+    features = roads_geojson(qdn.roads)["features"]
     points = [f for f in features if f["geometry"]["type"] == "Point"]
     lines = [f for f in features if f["geometry"]["type"] == "LineString"]
     assert len(points) == qdn.roads.node_count and len(lines) == qdn.roads.edge_count
@@ -332,7 +333,7 @@ def small_doc() -> dict:
 
 
 def test_small_document_imports():
-    roads = dataset.roads_from_geojson(small_doc())
+    roads = roads_from_geojson(small_doc())
     assert roads.node_ids == ["a", "b", "c"] and roads.edge_ids == ["e1", "e2"]
     assert roads.edge_from.tolist() == [0, 1] and roads.edge_to.tolist() == [1, 2]
     assert np.isnan(roads.speed_kmh).all() and roads.minutes().tolist() == [18.75, 18.75]
@@ -342,7 +343,7 @@ def test_feature_level_ids_and_defaults_are_accepted():
     doc = small_doc()
     doc["features"][0]["id"] = doc["features"][0]["properties"].pop("id")
     del doc["features"][3]["properties"]["oneway"], doc["features"][3]["properties"]["status"]
-    roads = dataset.roads_from_geojson(doc)
+    roads = roads_from_geojson(doc)
     assert roads.node_ids[0] == "a" and not roads.oneway[0] and roads.status[0] == OPEN
 
 
@@ -393,4 +394,4 @@ def test_bad_features_are_named(change, where):
     doc = small_doc()
     change(doc)
     with pytest.raises(ValueError, match=re.escape(where)):
-        dataset.roads_from_geojson(doc)
+        roads_from_geojson(doc)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from emsupply.token_commands import token
 from shared.config import ConfigError
 
 ROLES = ("admin", "commander", "keeper", "integration", "viewer")
@@ -66,7 +67,7 @@ def _err(message: str) -> None:
               help="gunicorn workers per service")
 def up(data_dir: Path, port: int, workers: int) -> None:
     """Run the suite: each service under gunicorn with its own database."""
-    from shared import supervisor
+    from emsupply import supervisor
 
     sys.exit(supervisor.run(data_dir.resolve(), port, available_services(), workers,
                             click.echo, _err))
@@ -88,7 +89,7 @@ def demo(ctx: click.Context, data_dir: Path, port: int, workers: int,
     """What `make demo` runs: seed the Qiandongnan data set when the data directory holds no
     warehouses yet, make a demo token for each role (printed once, kept in DIR/tokens.json),
     then `up`."""
-    from shared import supervisor
+    from emsupply import supervisor
 
     data_dir = data_dir.resolve()
     names = available_services()
@@ -156,7 +157,7 @@ def _issue_token(data_dir: Path, role: str, name: str, warehouses: tuple[str, ..
               help="only these (default: every service built)")
 def migrate(data_dir: Path, names: tuple[str, ...]) -> None:
     """Upgrade each service's database to the newest schema."""
-    from shared import supervisor
+    from emsupply import supervisor
 
     supervisor.prepare(data_dir.resolve(), names or available_services(), dict(os.environ))
     click.echo("databases at the newest schema")
@@ -181,15 +182,15 @@ def relay(data_dir: Path, gateway_url: str | None) -> None:
 # --- data in and out -------------------------------------------------------------------------
 
 def _local_suite(data_dir: Path):
-    from shared import supervisor
-    from shared.suite import LocalSuite
+    from emsupply import supervisor
+    from emsupply.suite import LocalSuite
 
     supervisor.prepare(data_dir, ("inventory", "allocation"), dict(os.environ))
     return LocalSuite(data_dir)
 
 
 def _suite(data_dir: Path, url: str | None, token: str | None, parallel: int = 4):
-    from shared.suite import HttpSuite
+    from emsupply.suite import HttpSuite
 
     if url:
         if not token:
@@ -227,8 +228,8 @@ class _Counter:
 
 
 def _seed(client, dataset: str, seed_value: int, villages: int | None) -> dict:
-    from allocation_svc import dataset as datasets
-    from shared import seed as seeding
+    from emsupply import dataset as datasets
+    from emsupply import seed as seeding
 
     started = time.monotonic()
     data = (datasets.qiandongnan(seed_value) if villages is None
@@ -263,7 +264,7 @@ def seed(dataset: str, data_dir: Path, seed_value: int, villages: int | None, ur
 
 
 def _api_errors():
-    from shared.suite import ApiError
+    from emsupply.suite import ApiError
 
     return ApiError
 
@@ -284,7 +285,7 @@ def import_(kind: str, file: Path, skip_bad: bool, data_dir: Path, url: str | No
     The suite then holds what the file says: importing it again changes nothing."""
     import io
 
-    from shared import csvio
+    from emsupply import csvio
 
     try:
         if str(file) == "-":
@@ -329,7 +330,7 @@ def import_(kind: str, file: Path, skip_bad: bool, data_dir: Path, url: str | No
 @token_option
 def export(kind: str, output: Path, data_dir: Path, url: str | None, token: str | None) -> None:
     """Export KIND as CSV (roads: GeoJSON), in the form `import` reads."""
-    from shared import csvio
+    from emsupply import csvio
 
     client = _suite(data_dir, url, token)
     try:
@@ -370,9 +371,9 @@ def scenario(story: str, data_dir: Path, url: str | None, token: str | None,
     """Tell the storyline of a response through the public API of a running suite: a storm,
     first and full reports, a plan, a landslide, re-plan, dispatch, deliveries, restocking.
     Exits non-zero if any step fails."""
-    from shared import supervisor
-    from shared.scenario import StepFailed, Storm
-    from shared.suite import HttpSuite
+    from emsupply import supervisor
+    from emsupply.scenario import StepFailed, Storm
+    from emsupply.suite import HttpSuite
 
     data_dir = data_dir.resolve()
     if not url:
@@ -417,7 +418,5 @@ def available_services() -> tuple[str, ...]:
             found.append(name)
     return tuple(found)
 
-
-from gateway.cli import token  # noqa: E402 (the gateway's commands join the group)
 
 main.add_command(token)

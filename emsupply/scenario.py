@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.suite import ApiError, SuiteClient
+from emsupply.suite import ApiError, SuiteClient
 
 POPULATION = (4260, 3180, 2250)  # 9,690 people to resettle, as in 2021-2022 (DOMAIN.md)
 DAYS = 3

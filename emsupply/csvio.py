@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 from marshmallow import ValidationError
 
-from shared.suite import ApiError, SuiteClient
+from emsupply.suite import ApiError, SuiteClient
 
 CSV_KINDS = ("warehouses", "items", "levels", "stock")
 KINDS = (*CSV_KINDS, "roads")
@@ -443,7 +443,7 @@ def _plan_stock(client: SuiteClient, plan: ImportPlan, rows: Rows) -> None:
 def _plan_roads(plan: ImportPlan, stream: TextIO) -> None:
     """Every bad feature, by index: the importer's own check is run again without each bad
     feature it finds (edges on a bad node are then reported too)."""
-    from allocation_svc.dataset import InvalidRoads, roads_from_geojson
+    from allocation_svc.geojson import InvalidRoads, roads_from_geojson
 
     try:
         doc = json.load(stream)

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from urllib.parse import urlencode
 
-from allocation_svc.dataset import LEVELS, DataSet, roads_geojson
-from shared.suite import ApiError, SuiteClient
+from allocation_svc.geojson import roads_geojson
+from emsupply.dataset import LEVELS, DataSet
+from emsupply.suite import ApiError, SuiteClient
 
 BATCH = 500
 Progress = Callable[[str, int], AbstractContextManager]
