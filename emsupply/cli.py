@@ -171,7 +171,7 @@ def migrate(data_dir: Path, names: tuple[str, ...]) -> None:
 def relay(data_dir: Path, gateway_url: str | None) -> None:
     """Run the outbox relays of the services and the webhook dispatcher in the foreground
     (what `up` runs in its own process; a process of its own in a container)."""
-    from gateway import worker
+    from emsupply import worker
 
     args = ["--data-dir", str(data_dir.resolve())]
     if gateway_url:

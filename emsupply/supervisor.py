@@ -299,8 +299,8 @@ def run(data_dir: Path, port: int, names: tuple[str, ...], workers: int = 2,
 
 def start_background(settings: dict[str, Settings], port: int):
     """The outbox relays of the services and the webhook dispatcher, as threads of this
-    process (gateway.worker)."""
-    from gateway.worker import Background
+    process (emsupply.worker)."""
+    from emsupply.worker import Background
 
     services = {name: each for name, each in settings.items() if name != "gateway"}
     return Background(services, settings["gateway"], f"http://127.0.0.1:{port}").start()

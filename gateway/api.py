@@ -16,7 +16,7 @@ from gateway.schemas import (
     WebhookPatch,
 )
 from shared.schemas import PageQuery, page
-from shared.web import Blueprint, context, current_identity, run_command
+from shared.web import Blueprint, context, current_identity
 
 events_blp = Blueprint("events", __name__, url_prefix="/api/v1",
                        description="The event log of every service, in order")
@@ -48,10 +48,10 @@ class Webhooks(MethodView):
             return page(rows, query["limit"])
 
     @webhooks_blp.arguments(WebhookIn)
-    @webhooks_blp.response(201, WebhookOut)
-    def post(self, data):
+    @webhooks_blp.command(WebhookOut)
+    def post(self, session, identity, data):
         """Subscribe a URL to event types (admin, integration)"""
-        return run_command(webhooks.create_webhook, data, schema=WebhookOut())
+        return webhooks.create_webhook(session, identity, data)
 
 
 @webhooks_blp.route("/webhooks/<int:webhook_id>")
@@ -63,11 +63,10 @@ class WebhookById(MethodView):
             return webhooks.get_webhook(session, current_identity(), webhook_id)
 
     @webhooks_blp.arguments(WebhookPatch)
-    @webhooks_blp.response(200, WebhookOut)
-    def patch(self, data, webhook_id):
+    @webhooks_blp.command(WebhookOut, 200)
+    def patch(self, session, identity, data, webhook_id):
         """Change the URL, types or secret; pause (`active: false`) or resume"""
-        return run_command(webhooks.update_webhook, webhook_id, data, schema=WebhookOut(),
-                           status=200)
+        return webhooks.update_webhook(session, identity, webhook_id, data)
 
     @webhooks_blp.response(204)
     def delete(self, webhook_id):

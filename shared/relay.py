@@ -9,7 +9,7 @@ overtakes: at-least-once, in order. The gateway stores each (service, outbox id)
 stream, each entry carries `key` = `<service>:<outbox id>` to de-duplicate on.
 
 Where it runs: `emsupply up` runs one relay per service as a thread of the supervisor, beside
-the webhook dispatcher (`gateway.worker`); `python -m gateway.worker` runs the same loop as a
+the webhook dispatcher (`emsupply.worker`); `python -m emsupply.worker` runs the same loop as a
 process of its own (e.g. in a container). More than one relay per service is safe: on
 PostgreSQL they take turns on an advisory lock, on SQLite on a lock file beside the database.
 On PostgreSQL the read also takes a SHARE lock on the outbox for an instant, which waits for

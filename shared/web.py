@@ -3,6 +3,8 @@ idempotent commands run in one unit of work."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -11,13 +13,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import flask_smorest
 from flask import Flask, Response, current_app, g, request
 from marshmallow import Schema
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, is_json_request
@@ -27,7 +29,13 @@ from werkzeug.routing import IntegerConverter
 from shared import auth
 from shared.config import Settings
 from shared.db import Database
-from shared.errors import Conflict, EmsupplyError, InvalidInput, register_error_handlers
+from shared.errors import (
+    Conflict,
+    EmsupplyError,
+    InvalidInput,
+    problem,
+    register_error_handlers,
+)
 
 log = logging.getLogger("emsupply.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
@@ -71,6 +79,32 @@ class Blueprint(flask_smorest.Blueprint):
     """flask-smorest's Blueprint with the strict body parser; services declare routes on it."""
 
     ARGUMENTS_PARSER = JsonBodyParser()
+
+    def command(self, schema: type[Schema] | Schema, status: int = 201, *,
+                transaction: bool = True) -> Callable[[Callable], Callable]:
+        """Declare a write once: `status` and `schema` both document the answer (OpenAPI) and
+        make it (`run_command`, which also owns the Idempotency-Key).
+
+        The view does the work and only that: with `transaction` it is called as
+        `view(self, session, identity, *arguments)` inside one unit of work; without, as
+        `view(self, identity, *arguments)`, for a command that keeps its own transactions.
+        """
+        dumper = schema() if isinstance(schema, type) else schema
+
+        def decorator(view: Callable) -> Callable:
+            @functools.wraps(view)
+            def command_view(instance, *args, **kwargs):
+                if transaction:
+                    def work(session, identity):
+                        return view(instance, session, identity, *args, **kwargs)
+                else:
+                    def work(identity):
+                        return view(instance, identity, *args, **kwargs)
+                return run_command(work, dumper, status, transaction=transaction)
+
+            return self.response(status, dumper)(command_view)
+
+        return decorator
 
 
 class IdConverter(IntegerConverter):
@@ -159,50 +193,145 @@ class _KeyTaken(Exception):
     pass
 
 
-def run_command(fn: Callable[..., Any], *args: Any, schema: Schema, status: int = 201) -> Response:
-    """Run `fn(session, identity, *args)` in one unit of work and answer `schema.dump(result)`.
+def run_command(work: Callable[..., Any], schema: Schema, status: int = 201, *,
+                transaction: bool = True) -> Response:
+    """Run one write and answer `schema.dump(result)` with `status`; own its Idempotency-Key.
 
-    With an `Idempotency-Key`, the key and the answer are written in the same transaction as the
-    change, after it: the first attempt to commit wins, and any other attempt with that key (a
-    concurrent one, which waits on the first's row locks, or a later retry) finds the key taken,
-    rolls its own work back and answers the stored response; a retry that fails (the stock it
-    issued is gone) answers the stored response too. The same key with another body is 422.
-    Nothing is read before the work, so a first attempt costs one INSERT more than no key.
+    With `transaction`, `work(session, identity)` runs in one unit of work, and the key and the
+    answer are written in the same transaction, after the change: the first attempt to commit
+    wins; any other attempt with that key (a concurrent one, which waits on the first's row
+    locks, or a later retry) finds the key taken, rolls its own work back and answers the
+    stored response. Nothing is read before the work, so a first attempt costs one INSERT more
+    than no key. Without `transaction` (a command that calls another service between its own
+    transactions, like a plan and its hold), `work(identity)` runs after the key is claimed, so
+    a concurrent copy is told to retry instead of doing the work twice; a claim left by a
+    process that died is taken over after `STALE_CLAIM_S`.
+
+    A refusal (any 4xx) is kept as the answer too, so that a retry always replays what the
+    first attempt answered; a failure of ours or of another service (5xx) is not, and a retry
+    runs the command again. The same key with another body is 422.
     """
     ctx = context()
     identity = current_identity()
     key = request.headers.get("Idempotency-Key")
     if key is None:
+        if not transaction:
+            return json_response(schema.dump(work(identity)), status)
         with ctx.db.unit_of_work() as session:
-            body = schema.dump(fn(session, identity, *args))
+            body = schema.dump(work(session, identity))
         return json_response(body, status)
-    key, fingerprint = idempotency_request(identity)
+    fingerprint = _fingerprint(identity)
+    if not transaction:
+        return _claimed(ctx, key, fingerprint, lambda: _dumps(schema.dump(work(identity))),
+                        status)
     try:
         with ctx.db.unit_of_work() as session:
-            text = json.dumps(schema.dump(fn(session, identity, *args)), ensure_ascii=False,
-                              separators=(",", ":"))
+            text = _dumps(schema.dump(work(session, identity)))
             try:
                 session.execute(insert(ctx.idempotency).values(
                     key=key, fingerprint=fingerprint, status=status, body=text,
                     created_at=datetime.now(UTC)))
             except IntegrityError:
                 raise _KeyTaken() from None
-    except (_KeyTaken, EmsupplyError) as exc:
+    except _KeyTaken:
+        replay = _stored(ctx, key, fingerprint)
+        if replay is None:
+            raise Conflict("this Idempotency-Key is being used by another request; retry",
+                           headers={"Retry-After": "1"}) from None
+        return replay
+    except EmsupplyError as exc:
+        if exc.status >= 500:
+            raise
+        return _keep_refusal(ctx, key, fingerprint, exc)
+    return _answer(text, status, key)
+
+
+# A claim older than this belongs to a process that died mid-command (a plan takes seconds).
+STALE_CLAIM_S = 120
+_PENDING = 0
+
+
+def _claimed(ctx: ServiceContext, key: str, fingerprint: str, work: Callable[[], str],
+             status: int) -> Response:
+    table = ctx.idempotency
+    now = datetime.now(UTC)
+    try:
+        with ctx.db.unit_of_work() as session:
+            session.execute(insert(table).values(key=key, fingerprint=fingerprint,
+                                                 status=_PENDING, body="", created_at=now))
+    except IntegrityError:
         replay = _stored(ctx, key, fingerprint)
         if replay is not None:
             return replay
-        if isinstance(exc, _KeyTaken):
-            raise Conflict("this Idempotency-Key is being used by another request; retry") from None
+        with ctx.db.unit_of_work() as session:  # still pending: take it over only if stale
+            taken = session.execute(
+                update(table).where(table.c.key == key, table.c.status == _PENDING,
+                                    table.c.created_at < now - timedelta(seconds=STALE_CLAIM_S))
+                .values(created_at=now)).rowcount
+        if not taken:
+            raise Conflict("this Idempotency-Key is being used by another request; retry",
+                           headers={"Retry-After": "1"}) from None
+    try:
+        text, code = work(), status
+    except EmsupplyError as exc:
+        if exc.status >= 500:
+            _forget(ctx, key)
+            raise
+        text, code = _dumps(_problem_body(exc)), exc.status
+    except BaseException:
+        _forget(ctx, key)
         raise
-    response = Response(text, status=status, mimetype="application/json")
+    with ctx.db.unit_of_work() as session:
+        session.execute(update(table).where(table.c.key == key)
+                        .values(status=code, body=text))
+    return _answer(text, code, key)
+
+
+def _forget(ctx: ServiceContext, key: str) -> None:
+    """Free a claim whose command failed on our side, so that a retry runs it again."""
+    table = ctx.idempotency
+    with contextlib.suppress(Exception), ctx.db.unit_of_work() as session:
+        session.execute(delete(table).where(table.c.key == key, table.c.status == _PENDING))
+
+
+def _keep_refusal(ctx: ServiceContext, key: str, fingerprint: str,
+                  exc: EmsupplyError) -> Response:
+    """Keep a 4xx as the key's answer, unless another attempt with the key answered first."""
+    text = _dumps(_problem_body(exc))
+    try:
+        with ctx.db.unit_of_work() as session:
+            session.execute(insert(ctx.idempotency).values(
+                key=key, fingerprint=fingerprint, status=exc.status, body=text,
+                created_at=datetime.now(UTC)))
+    except IntegrityError:
+        replay = _stored(ctx, key, fingerprint)
+        if replay is not None:
+            return replay
+        raise exc from None
+    return _answer(text, exc.status, key, exc.headers)
+
+
+def _problem_body(exc: EmsupplyError) -> dict[str, Any]:
+    body = problem(exc.status, exc.title, exc.detail, slug=exc.slug, errors=exc.errors,
+                   extra=exc.extra)
+    body["request_id"] = g.get("request_id")
+    return body
+
+
+def _dumps(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def _answer(text: str, status: int, key: str, headers: dict[str, str] | None = None,
+            replayed: bool = False) -> Response:
+    mimetype = "application/problem+json" if status >= 400 else "application/json"
+    response = Response(text, status=status, mimetype=mimetype)
     response.headers["Idempotency-Key"] = key
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
     return response
-
-
-def idempotency_request(identity: auth.Identity) -> tuple[str | None, str]:
-    """The request's Idempotency-Key (its form is checked for every request in `install`) and
-    the fingerprint of what it asks, for commands that keep their own record of the key."""
-    return request.headers.get("Idempotency-Key"), _fingerprint(identity)
 
 
 def _fingerprint(identity: auth.Identity) -> str:
@@ -216,6 +345,7 @@ def _fingerprint(identity: auth.Identity) -> str:
 
 
 def _stored(ctx: ServiceContext, key: str, fingerprint: str) -> Response | None:
+    """The answer kept for `key`, or None while there is none (no row, or a pending claim)."""
     table = ctx.idempotency
     with ctx.db.reading() as session:
         row = session.execute(select(table.c.fingerprint, table.c.status, table.c.body)
@@ -225,7 +355,6 @@ def _stored(ctx: ServiceContext, key: str, fingerprint: str) -> Response | None:
     if row.fingerprint != fingerprint:
         raise InvalidInput("this Idempotency-Key was already used with another request body",
                            errors={"Idempotency-Key": ["already used with another request"]})
-    response = Response(row.body, status=row.status, mimetype="application/json")
-    response.headers["Idempotency-Key"] = key
-    response.headers["Idempotent-Replayed"] = "true"
-    return response
+    if row.status == _PENDING:
+        return None
+    return _answer(row.body, row.status, key, replayed=True)

@@ -25,10 +25,7 @@ from shared.schemas import page
 from shared.web import (
     Blueprint,
     context,
-    current_identity,
-    idempotency_request,
     json_response,
-    run_command,
 )
 
 blp = Blueprint("allocation", __name__, url_prefix="/api/v1",
@@ -48,20 +45,19 @@ class Roads(MethodView):
             return json_response(roads.export_roads(session, allocation().graphs), 200)
 
     @blp.arguments(RoadsIn)
-    @blp.response(200, GraphVersionOut)
-    def put(self, _doc):
+    @blp.command(GraphVersionOut, 200)
+    def put(self, session, identity, _doc):
         """Replace the road network (admin); answers the new graph_version"""
-        return run_command(roads.import_roads, request.get_json(), schema=GraphVersionOut(),
-                           status=200)
+        return roads.import_roads(session, identity, request.get_json())
 
 
 @blp.route("/roads/events")
 class RoadEvents(MethodView):
     @blp.arguments(RoadEventsIn)
-    @blp.response(200, GraphVersionOut)
-    def post(self, data):
+    @blp.command(GraphVersionOut, 200)
+    def post(self, session, identity, data):
         """Close, slow down or reopen roads; answers the new graph_version"""
-        return run_command(roads.report_events, data, schema=GraphVersionOut(), status=200)
+        return roads.report_events(session, identity, data)
 
 
 @blp.route("/routes")
@@ -85,11 +81,10 @@ class Incidents(MethodView):
             return page(rows, query["limit"])
 
     @blp.arguments(IncidentIn)
-    @blp.response(201, IncidentOut)
-    def post(self, data):
+    @blp.command(IncidentOut)
+    def post(self, session, identity, data):
         """Declare an incident: a first report may carry only its type and one site"""
-        return run_command(incidents.declare, data, allocation().inventory,
-                           schema=IncidentOut())
+        return incidents.declare(session, identity, data, allocation().inventory)
 
 
 @blp.route("/incidents/<int:incident_id>")
@@ -101,21 +96,19 @@ class IncidentById(MethodView):
             return incidents.get(session, incident_id)
 
     @blp.arguments(IncidentPatch)
-    @blp.response(200, IncidentOut)
-    def patch(self, data, incident_id):
+    @blp.command(IncidentOut, 200)
+    def patch(self, session, identity, data, incident_id):
         """Grow the report: level, title, sites, population"""
-        return run_command(incidents.amend, incident_id, data, allocation().inventory,
-                           schema=IncidentOut(), status=200)
+        return incidents.amend(session, identity, incident_id, data, allocation().inventory)
 
 
 @blp.route("/incidents/<int:incident_id>/allocations")
 class Allocations(MethodView):
     @blp.arguments(AllocationIn)
-    @blp.response(201, PlanOut)
-    def post(self, data, incident_id):
+    @blp.command(PlanOut, transaction=False)
+    def post(self, identity, data, incident_id):
         """Plan which depot sends what, by which road; its stock is held at once"""
-        key, fingerprint = idempotency_request(current_identity())
-        return allocation().create(current_identity(), incident_id, data, key, fingerprint)
+        return allocation().create(identity, incident_id, data)
 
 
 @blp.route("/allocations/<int:plan_id>")
@@ -128,44 +121,44 @@ class PlanById(MethodView):
 
 @blp.route("/allocations/<int:plan_id>/dispatch")
 class Dispatch(MethodView):
-    @blp.response(200, PlanOut)
-    def post(self, plan_id):
+    @blp.command(PlanOut, 200, transaction=False)
+    def post(self, identity, plan_id):
         """Dispatch: the held stock leaves the depots"""
-        return allocation().dispatch(current_identity(), plan_id)
+        return allocation().dispatch(identity, plan_id)
 
 
 @blp.route("/allocations/<int:plan_id>/cancel")
 class Cancel(MethodView):
-    @blp.response(200, PlanOut)
-    def post(self, plan_id):
+    @blp.command(PlanOut, 200, transaction=False)
+    def post(self, identity, plan_id):
         """Cancel a plan that was not dispatched: its hold is released"""
-        return allocation().cancel(current_identity(), plan_id)
+        return allocation().cancel(identity, plan_id)
 
 
 @blp.route("/allocations/<int:plan_id>/deliveries")
 class Deliveries(MethodView):
     @blp.arguments(DeliveriesIn)
-    @blp.response(200, PlanOut)
-    def post(self, data, plan_id):
+    @blp.command(PlanOut, 200)
+    def post(self, session, identity, data, plan_id):
         """Record arrivals of shipments"""
-        return run_command(plans.record_deliveries, plan_id, data, schema=PlanOut(), status=200)
+        return plans.record_deliveries(session, identity, plan_id, data)
 
 
 @blp.route("/allocations/<int:plan_id>/replan")
 class Replan(MethodView):
-    @blp.response(200, PlanOut)
-    def post(self, plan_id):
+    @blp.command(PlanOut, 200, transaction=False)
+    def post(self, identity, plan_id):
         """After road events: reroute undelivered shipments, re-source those cut off"""
-        return allocation().replan(current_identity(), plan_id)
+        return allocation().replan(identity, plan_id)
 
 
 @blp.route("/replenishments")
 class Replenishments(MethodView):
     @blp.arguments(ReplenishmentIn)
-    @blp.response(201, ReplenishmentOut)
-    def post(self, data):
+    @blp.command(ReplenishmentOut, transaction=False)
+    def post(self, identity, data):
         """Plan transfers that bring depots below min back to target"""
-        return current_app.extensions["restocking"].propose(current_identity(), data)
+        return current_app.extensions["restocking"].propose(identity, data)
 
 
 @blp.route("/replenishments/<int:replenishment_id>")
@@ -178,7 +171,7 @@ class ReplenishmentById(MethodView):
 
 @blp.route("/replenishments/<int:replenishment_id>/execute")
 class ExecuteReplenishment(MethodView):
-    @blp.response(200, ReplenishmentOut)
-    def post(self, replenishment_id):
+    @blp.command(ReplenishmentOut, 200, transaction=False)
+    def post(self, identity, replenishment_id):
         """Create the transfers of a replenishment plan"""
-        return current_app.extensions["restocking"].execute(current_identity(), replenishment_id)
+        return current_app.extensions["restocking"].execute(identity, replenishment_id)

@@ -14,7 +14,7 @@ from inventory_svc.schemas import (
     WarehouseQuery,
 )
 from shared.schemas import PageQuery, page
-from shared.web import Blueprint, context, run_command
+from shared.web import Blueprint, context
 
 blp = Blueprint("warehouses", __name__, url_prefix="/api/v1",
                 description="The four-level depot tree and the item catalogue")
@@ -32,10 +32,10 @@ class Warehouses(MethodView):
             return page(rows, query["limit"])
 
     @blp.arguments(WarehouseIn)
-    @blp.response(201, WarehouseOut)
-    def post(self, data):
+    @blp.command(WarehouseOut)
+    def post(self, session, identity, data):
         """Create a warehouse (admin); its parent is exactly one level up"""
-        return run_command(catalog.create_warehouse, data, schema=WarehouseOut())
+        return catalog.create_warehouse(session, identity, data)
 
 
 @blp.route("/warehouses/<code>")
@@ -47,11 +47,10 @@ class WarehouseByCode(MethodView):
             return catalog.get_warehouse(session, code)
 
     @blp.arguments(WarehousePatch)
-    @blp.response(200, WarehouseOut)
-    def patch(self, data, code):
+    @blp.command(WarehouseOut, 200)
+    def patch(self, session, identity, data, code):
         """Change a warehouse's name, status, place or parent (admin)"""
-        return run_command(catalog.update_warehouse, code, data, schema=WarehouseOut(),
-                           status=200)
+        return catalog.update_warehouse(session, identity, code, data)
 
 
 @blp.route("/items")
@@ -65,10 +64,10 @@ class Items(MethodView):
                         query["limit"])
 
     @blp.arguments(ItemIn)
-    @blp.response(201, ItemOut)
-    def post(self, data):
+    @blp.command(ItemOut)
+    def post(self, session, identity, data):
         """Add an item to the catalogue (admin)"""
-        return run_command(catalog.create_item, data, schema=ItemOut())
+        return catalog.create_item(session, identity, data)
 
 
 @blp.route("/items/<sku>")

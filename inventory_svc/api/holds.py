@@ -14,7 +14,7 @@ from inventory_svc.schemas import (
     TransferQuery,
 )
 from shared.schemas import page
-from shared.web import Blueprint, context, current_identity, run_command
+from shared.web import Blueprint, context, current_identity
 
 blp = Blueprint("holds", __name__, url_prefix="/api/v1",
                 description="Transfers between depots and reservations for plans")
@@ -32,10 +32,10 @@ class Transfers(MethodView):
             return page(rows, query["limit"])
 
     @blp.arguments(TransferIn)
-    @blp.response(201, TransferOut)
-    def post(self, data):
+    @blp.command(TransferOut)
+    def post(self, session, identity, data):
         """Send stock: it leaves the source now and is in transit until received"""
-        return run_command(transfers.create_transfer, data, schema=TransferOut())
+        return transfers.create_transfer(session, identity, data)
 
 
 @blp.route("/transfers/<int:transfer_id>")
@@ -50,21 +50,20 @@ class TransferById(MethodView):
 @blp.route("/transfers/<int:transfer_id>/receive")
 class TransferReceipt(MethodView):
     @blp.arguments(ReceiptIn)
-    @blp.response(200, TransferOut)
-    def post(self, data, transfer_id):
+    @blp.command(TransferOut, 200)
+    def post(self, session, identity, data, transfer_id):
         """Receive a transfer; a short line needs a reason"""
-        return run_command(transfers.receive_transfer, transfer_id, data, schema=TransferOut(),
-                           status=200)
+        return transfers.receive_transfer(session, identity, transfer_id, data)
 
 
 @blp.route("/reservations")
 class Reservations(MethodView):
     @blp.arguments(ReservationIn)
-    @blp.response(201, ReservationOut)
-    def post(self, data):
+    @blp.command(ReservationOut)
+    def post(self, session, identity, data):
         """Hold stock, all lines or none; 409 lists every shortfall"""
         ttl = context().settings.reservation_ttl_s
-        return run_command(reservations.create_reservation, data, ttl, schema=ReservationOut())
+        return reservations.create_reservation(session, identity, data, ttl)
 
 
 @blp.route("/reservations/<int:reservation_id>")
@@ -78,18 +77,16 @@ class ReservationById(MethodView):
 
 @blp.route("/reservations/<int:reservation_id>/commit")
 class ReservationCommit(MethodView):
-    @blp.response(200, ReservationOut)
-    def post(self, reservation_id):
+    @blp.command(ReservationOut, 200)
+    def post(self, session, identity, reservation_id):
         """Issue the held stock: it leaves the depots"""
-        return run_command(reservations.commit_reservation, reservation_id,
-                           schema=ReservationOut(), status=200)
+        return reservations.commit_reservation(session, identity, reservation_id)
 
 
 @blp.route("/reservations/<int:reservation_id>/release")
 class ReservationRelease(MethodView):
     @blp.arguments(ReleaseIn, required=False)
-    @blp.response(200, ReservationOut)
-    def post(self, data, reservation_id):
+    @blp.command(ReservationOut, 200)
+    def post(self, session, identity, data, reservation_id):
         """Free the held stock, or only some lines of it"""
-        return run_command(reservations.release_reservation, reservation_id, data,
-                           schema=ReservationOut(), status=200)
+        return reservations.release_reservation(session, identity, reservation_id, data)

@@ -20,7 +20,7 @@ from inventory_svc.schemas import (
     SummaryQuery,
 )
 from shared.schemas import page
-from shared.web import Blueprint, context, run_command
+from shared.web import Blueprint, context
 
 blp = Blueprint("stock", __name__, url_prefix="/api/v1",
                 description="Balances, the ledger (stock card), stocktakes and levels")
@@ -64,34 +64,34 @@ class Movements(MethodView):
             return page(rows, query["limit"])
 
     @blp.arguments(MovementIn())
-    @blp.response(201, PostedOut)
-    def post(self, data):
+    @blp.command(PostedOut)
+    def post(self, session, identity, data):
         """Receive, issue or adjust stock; an issue over what is available is 409"""
-        return run_command(ledger.post_movement, data, schema=POSTED)
+        return ledger.post_movement(session, identity, data)
 
 
 @blp.route("/movements/batch")
 class MovementBatch(MethodView):
     @blp.arguments(MovementBatchIn())
-    @blp.response(201, BatchOut)
-    def post(self, data):
+    @blp.command(BatchOut)
+    def post(self, session, identity, data):
         """Several movements, all or none"""
-        return run_command(ledger.post_batch, data, schema=BATCH)
+        return ledger.post_batch(session, identity, data)
 
 
 @blp.route("/stocktakes")
 class Stocktakes(MethodView):
     @blp.arguments(StocktakeIn())
-    @blp.response(201, StocktakeOut)
-    def post(self, data):
+    @blp.command(StocktakeOut)
+    def post(self, session, identity, data):
         """Post what was counted; each difference becomes an adjustment"""
-        return run_command(stock.stocktake, data, schema=COUNTED)
+        return stock.stocktake(session, identity, data)
 
 
 @blp.route("/warehouses/<code>/levels")
 class Levels(MethodView):
     @blp.arguments(LevelsIn())
-    @blp.response(200, LevelsOut)
-    def put(self, data, code):
+    @blp.command(LevelsOut, 200)
+    def put(self, session, identity, data, code):
         """Set min and target per item (admin, commander)"""
-        return run_command(stock.set_levels, code, data, schema=LEVELS, status=200)
+        return stock.set_levels(session, identity, code, data)

@@ -91,18 +91,22 @@ def test_same_key_other_body_is_422_and_changes_nothing(inv, inventory_db):
     assert on_hand(inv, "KL-T01", "TENT") == 7
 
 
-def test_a_failed_attempt_does_not_use_up_its_key(inv, inventory_db):
+def test_a_refusal_is_the_answer_a_retry_gets(inv, inventory_db):
+    """A retry replays what the first attempt answered, a 409 included; new work takes a new
+    key. A failure of ours (5xx) is not kept: see test_allocation_api for an unreachable side."""
     build_tree(inv)
     receive(inv, "KL-T01", "TENT", 2)
     short = inv.post("/api/v1/movements", ISSUE, headers={"Idempotency-Key": "k-retry"})
     assert short.status_code == 409
-    assert count(inventory_db, "idempotency_keys") == 0
+    assert short.mimetype == "application/problem+json"
     receive(inv, "KL-T01", "TENT", 1)
     retried = inv.post("/api/v1/movements", ISSUE, headers={"Idempotency-Key": "k-retry"})
-    assert retried.status_code == 201 and retried.get_json()["on_hand"] == 0
-    replay = inv.post("/api/v1/movements", ISSUE, headers={"Idempotency-Key": "k-retry"})
-    assert replay.get_data() == retried.get_data()
-    assert on_hand(inv, "KL-T01", "TENT") == 0
+    assert retried.status_code == 409 and retried.get_data() == short.get_data()
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert on_hand(inv, "KL-T01", "TENT") == 3
+    fresh = inv.post("/api/v1/movements", ISSUE, headers={"Idempotency-Key": "k-again"})
+    assert fresh.status_code == 201 and fresh.get_json()["on_hand"] == 0
+    assert count(inventory_db, "idempotency_keys") == 2
 
 
 def test_every_stock_command_replays(inv, inventory_db):

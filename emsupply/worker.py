@@ -1,7 +1,7 @@
 """The suite's background work: one outbox relay per service and the webhook dispatcher.
 
 `emsupply up` runs it as threads of the supervisor (one of each, so no two relays race in
-practice, though they may: see shared.relay); `python -m gateway.worker --data-dir DIR` runs it
+practice, though they may: see shared.relay); `python -m emsupply.worker --data-dir DIR` runs it
 as a process of its own, configured by the same environment as the services.
 """
 
