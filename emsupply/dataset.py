@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
@@ -32,9 +33,18 @@ _EARTH_RADIUS_KM = 6371.0088
 _CLASSES = tuple(CLASS_SPEED_KMH)
 _EXPRESSWAY, _NATIONAL, _PROVINCIAL, _COUNTY, _TOWNSHIP, _VILLAGE = range(6)  # _CLASSES
 # A road longer than this (straight, km) gets intermediate junction nodes, one per stretch.
-_STRETCH_KM = np.array([15.0, 10.0, 6.0, 5.0, 4.0, 3.0])
-# Winding factor (road length / straight line) per class: mountain roads wind, expressways tunnel.
-_WINDING = np.array([[1.2, 1.35], [1.2, 1.5], [1.3, 1.7], [1.3, 1.7], [1.4, 1.8], [1.4, 1.8]])
+_STRETCH_KM = np.array([15.0, 10.0, 6.0, 5.0, 4.0, 4.5])
+# Winding factor (road length / straight line) per class: expressways tunnel and bridge through
+# the mountains nearly straight, the lower the class the more a road follows the valleys.
+_WINDING = np.array([[1.08, 1.2], [1.15, 1.35], [1.15, 1.35], [1.2, 1.4], [1.3, 1.6],
+                     [1.35, 1.75]])
+# A posted speed, where an edge has one, as a share of the class default: expressways are
+# signed 80-100 km/h, lower roads slower than their class on a bad stretch.
+_OWN_SPEED = np.array([[1.0, 1.25], [0.7, 1.1], [0.8, 1.1], [0.8, 1.1], [0.6, 1.1], [0.6, 1.1]])
+# How far a township's (village's) road to its county seat (township) may run round by way of
+# a sibling's, as a factor of the straight line; a direct road is taken otherwise.
+_TOWNSHIP_DETOUR = 1.1
+_VILLAGE_DETOUR = 1.5
 _MEAN_DEGREE = 2.6
 _ONEWAY_SHARE = 0.05  # of the extra (loop-closing) edges; tree edges stay two-way
 _OWN_SPEED_SHARE = 0.05  # edges with a posted speed instead of the class default
@@ -71,6 +81,22 @@ COUNTIES = (
     County("DZ", "Danzhai County", 107.79, 26.20, _BUILDING, 7),
 )
 _QDN_DEPOT = ("QDN", "Qiandongnan Prefecture emergency supply reserve", 107.95, 26.60)
+# The trunk roads between the depot and the county seats as Guizhou's expressways run (one county
+# seat after another along each), and the national roads that close the loops between them.
+_EXPRESSWAYS = (
+    "QDN MJ",  # G60 west to Guiyang, by the depot on Kaili's north-west side
+    "QDN HP",  # north to Huangping
+    "KL SB ZY CG",  # G60 east by Chong'an (Huangping county), then to Cengong
+    "ZY SS",  # G60 on to Sansui
+    "KL TJ SS TZ",  # Kaili-Taijiang-Sansui-Tianzhu
+    "TJ JH LP CJ",  # Kaili-Jianhe-Liping-Congjiang, Taijiang by Kaili or Jianhe
+    "LP RJ CJ",  # G76 Liping-Rongjiang, and down the Duliu river to Congjiang
+    "KL LS RJ",  # Kaili-Leishan-Rongjiang
+    "KL DZ",
+    "TZ JP",  # Jinping from Tianzhu or from Jianhe
+    "JH JP",
+)
+_NATIONAL_ROADS = ("QDN KL", "KL MJ", "HP SB", "LS DZ", "MJ DZ", "JP LP", "CG SS")
 
 # sku, name, name_zh, unit, category, unit_weight_kg, per_person, per_person_day,
 # shelf life in days (0 = not perishable), target stock at prefecture / county / township / village.
@@ -79,16 +105,16 @@ _ITEMS = (
      (2000, 300, 20, 0)),
     ("QUILT", "Quilt", "棉被", "piece", "bedding", 2.5, 1.0, 0.0, 0, (10000, 1500, 100, 10)),
     ("COTTON-COAT", "Cotton coat", "棉大衣", "piece", "clothing", 1.8, 1.0, 0.0, 0,
-     (5000, 800, 60, 0)),
+     (8000, 1000, 60, 0)),
     ("FOLDING-BED", "Folding bed", "折叠床", "piece", "shelter", 12.0, 0.5, 0.0, 0,
-     (3000, 400, 30, 0)),
+     (5000, 400, 30, 0)),
     ("TARPAULIN", "Tarpaulin (4 x 6 m)", "篷布", "piece", "shelter", 3.0, 0.2, 0.0, 0,
      (4000, 600, 50, 5)),
     ("WATER-550", "Bottled water (550 ml)", "瓶装饮用水", "bottle", "food", 0.58, 0.0, 3.0, 540,
-     (60000, 8000, 600, 48)),
+     (100000, 8000, 600, 48)),
     ("RICE", "Rice", "大米", "kg", "food", 1.0, 0.0, 0.5, 365, (20000, 3000, 300, 0)),
     ("INSTANT-FOOD", "Instant food", "方便食品", "pack", "food", 0.15, 0.0, 2.0, 270,
-     (30000, 4000, 400, 30)),
+     (60000, 5000, 400, 30)),
     ("RAINCOAT", "Raincoat", "雨衣", "piece", "clothing", 0.5, 0.2, 0.0, 0, (5000, 800, 80, 10)),
     ("RUBBER-BOOTS", "Rubber boots", "雨靴", "pair", "clothing", 1.5, 0.2, 0.0, 0,
      (4000, 600, 60, 10)),
@@ -111,6 +137,13 @@ _ITEMS = (
 )
 _SHELF_DAYS = np.array([row[8] for row in _ITEMS])
 _TARGETS = np.array([row[9] for row in _ITEMS], dtype=np.float64)  # (items, levels)
+# The storm the backbone (a prefecture depot and its active county depots) is stocked for: the
+# scenario's (emsupply/scenario.py), 9,690 people resettled for 3 days, by the items' norms, with
+# a margin. The prefecture depot tops up whatever its counties' stock leaves short.
+STORM_PEOPLE, STORM_DAYS = 9_690, 3
+_STORM_MARGIN = 1.2
+_STORM_NEED = np.ceil(STORM_PEOPLE * np.array([row[6] for row in _ITEMS])
+                     + STORM_PEOPLE * np.array([row[7] for row in _ITEMS]) * STORM_DAYS)
 
 
 @dataclass
@@ -154,7 +187,17 @@ def generate(seed: int = 2023, *, villages: int = 2435, townships: int = 217,
     per_county = _spread(townships, np.array([c.township_weight for c in COUNTIES]))
     layers = _grow_tree(place, prefecture, counties, [c.name.rsplit(" ", 1)[0] for c in COUNTIES],
                         per_county, villages, QDN_AREA_KM2, QDN_BOX)
-    return _assemble(seed, layers, QDN_BOX, with_stock)
+    return _assemble(seed, layers, QDN_BOX, with_stock, _corridors())
+
+
+def _corridors() -> tuple[np.ndarray, ...]:
+    """The trunk roads of `_EXPRESSWAYS` and `_NATIONAL_ROADS` as (from, to, class) columns of
+    node indexes: node 0 is the prefecture depot, node k the seat of the k-th of `COUNTIES`."""
+    index = {code: k for k, code in enumerate([_QDN_DEPOT[0], *(c.code for c in COUNTIES)])}
+    rows = [(index[a], index[b], cls)
+            for cls, roads in ((_EXPRESSWAY, _EXPRESSWAYS), (_NATIONAL, _NATIONAL_ROADS))
+            for road in roads for a, b in pairwise(road.split())]
+    return tuple(np.array(col, dtype=np.int64) for col in zip(*rows, strict=True))
 
 
 def qiandongnan(seed: int = 2023) -> DataSet:
@@ -200,7 +243,7 @@ def national(warehouses: int = 500_000, seed: int = 2023, with_stock: bool = Fal
                       place.choice(3, n_county, p=share).astype(np.int8))
     per_county = _spread(n_town, place.gamma(4.0, size=n_county))
     layers = _grow_tree(place, prefectures, counties, ccodes, per_county, n_village, area, box)
-    return _assemble(seed, layers, box, with_stock)
+    return _assemble(seed, layers, box, with_stock, None)
 
 
 def _grow_tree(rng: np.random.Generator, top: _Layer, counties: _Layer, labels: list[str],
@@ -274,9 +317,11 @@ def _child_codes(parents: list[str], counts: np.ndarray, tag: str, digits: int =
 
 
 @gc_paused()
-def _assemble(seed: int, layers: list[_Layer], box: tuple[float, ...],
-              with_stock: bool) -> DataSet:
-    """Flatten the layers into warehouse rows, then build roads and stock from their columns."""
+def _assemble(seed: int, layers: list[_Layer], box: tuple[float, ...], with_stock: bool,
+              trunk: tuple[np.ndarray, ...] | None) -> DataSet:
+    """Flatten the layers into warehouse rows, then build roads (on the given `trunk` roads
+    between the depots of the two top levels, or a generated one) and stock from their
+    columns."""
     sizes = [len(layer.codes) for layer in layers]
     offsets = np.cumsum([0, *sizes[:-1]])
     level = np.repeat(np.arange(4, dtype=np.int8), sizes)
@@ -287,7 +332,7 @@ def _assemble(seed: int, layers: list[_Layer], box: tuple[float, ...],
     status = np.concatenate([layer.status for layer in layers])
     codes = [c for layer in layers for c in layer.codes]
     names = [c for layer in layers for c in layer.names]
-    roads = _roads(np.random.default_rng([seed, 1]), lon, lat, level, parent, box)
+    roads = _roads(np.random.default_rng([seed, 1]), lon, lat, level, parent, box, trunk)
 
     parent_code = [codes[p] if p >= 0 else None for p in parent.tolist()]
     warehouses = [
@@ -304,7 +349,7 @@ def _assemble(seed: int, layers: list[_Layer], box: tuple[float, ...],
     stock: list[dict] = []
     levels: list[dict] = []
     if with_stock:
-        stock, levels = _stock(np.random.default_rng([seed, 2]), codes, level, status)
+        stock, levels = _stock(np.random.default_rng([seed, 2]), codes, level, status, parent)
     return DataSet(warehouses, items, stock, levels, roads)
 
 
@@ -317,19 +362,22 @@ def _haversine_km(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray,
 
 
 def _roads(rng: np.random.Generator, lon: np.ndarray, lat: np.ndarray, level: np.ndarray,
-           parent: np.ndarray, box: tuple[float, ...]) -> RoadTable:
-    """Node i is warehouse i; a spanning tree of roads (trunk roads between the depots of the two
-    top levels, then each township and village hung on its parent or on a sibling nearer to it)
-    is cut into stretches at junction nodes, then short extra roads close loops."""
+           parent: np.ndarray, box: tuple[float, ...],
+           trunk: tuple[np.ndarray, ...] | None) -> RoadTable:
+    """Node i is warehouse i; the trunk roads between the depots of the two top levels, then each
+    township and village hung on its parent, or on a sibling on the way to it, make a connected
+    network that is cut into stretches at junction nodes; short extra roads close loops."""
     x = (lon - (box[0] + box[2]) / 2) * np.cos(np.radians(lat)) * _KM_PER_DEG
     y = lat * _KM_PER_DEG
-    parts = [_trunk(rng, np.flatnonzero(level <= 1), x, y)]
+    parts = [trunk if trunk is not None else _trunk(np.flatnonzero(level <= 1), level, x, y)]
     loops = []
-    for lv, to_parent, to_sibling, loop_class in ((2, _PROVINCIAL, _COUNTY, _TOWNSHIP),
-                                                 (3, _VILLAGE, _VILLAGE, _VILLAGE)):
+    for lv, to_parent, to_sibling, loop_class, detour in (
+            (2, _PROVINCIAL, _COUNTY, _TOWNSHIP, _TOWNSHIP_DETOUR),
+            (3, _VILLAGE, _VILLAGE, _VILLAGE, _VILLAGE_DETOUR)):
         nodes = np.flatnonzero(level == lv)
         if len(nodes):
-            tree, extra = _hang(rng, nodes, parent, x, y, to_parent, to_sibling, loop_class)
+            tree, extra = _hang(rng, nodes, parent, x, y, (to_parent, to_sibling, loop_class),
+                                detour)
             parts.append(tree)
             loops.append(extra)
     a, b, cls = (np.concatenate(col) for col in zip(*parts, strict=True))
@@ -362,7 +410,8 @@ def _roads(rng: np.random.Generator, lon: np.ndarray, lat: np.ndarray, level: np
     length = np.maximum(np.ceil(straight * winding * 1000) / 1000, 0.01)
     default = np.array(list(CLASS_SPEED_KMH.values()))[cls_all]
     own = rng.random(len(a) + len(pick))[road] < _OWN_SPEED_SHARE
-    own_speed = np.round(default * rng.uniform(0.6, 1.1, len(a) + len(pick))[road])
+    lo, hi = _OWN_SPEED[cls_all].T
+    own_speed = np.round(default * (lo + (hi - lo) * rng.random(len(a) + len(pick))[road]))
     m = len(edge_from)
     return RoadTable(
         node_ids=[f"n{i}" for i in range(n)], node_lon=node_lon, node_lat=node_lat,
@@ -372,10 +421,11 @@ def _roads(rng: np.random.Generator, lon: np.ndarray, lat: np.ndarray, level: np
         status=np.full(m, OPEN, dtype=np.int8), speed_factor=np.ones(m))
 
 
-def _trunk(rng: np.random.Generator, nodes: np.ndarray, x: np.ndarray,
+def _trunk(nodes: np.ndarray, level: np.ndarray, x: np.ndarray,
            y: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Expressways and national roads between county seats and prefecture depots: the minimum
-    spanning tree of their Delaunay triangulation plus about half of its other short edges."""
+    """Trunk roads between county seats and prefecture depots where no real ones are given: their
+    Delaunay triangulation without its long slivers (a network with few detours), its minimum
+    spanning tree and every road from a prefecture depot expressways, the rest national roads."""
     if len(nodes) < 4:
         a, b = np.triu_indices(len(nodes), 1)
     else:
@@ -386,18 +436,21 @@ def _trunk(rng: np.random.Generator, nodes: np.ndarray, x: np.ndarray,
     k = len(nodes)
     mst = minimum_spanning_tree(coo_matrix((d + 1e-9, (a, b)), shape=(k, k))).tocoo()
     in_tree = np.isin(a * k + b, np.minimum(mst.row, mst.col) * k + np.maximum(mst.row, mst.col))
-    short = d <= 1.5 * np.median(d[in_tree]) if in_tree.any() else np.zeros(len(d), bool)
-    keep = in_tree | (short & (rng.random(len(d)) < 0.5))
-    cls = np.where(rng.random(len(d)) < 0.4, _EXPRESSWAY, _NATIONAL)
+    keep = in_tree | (d <= 2.0 * np.median(d[in_tree])) if in_tree.any() else in_tree
+    express = in_tree | (level[nodes[a]] == 0) | (level[nodes[b]] == 0)
+    cls = np.where(express, _EXPRESSWAY, _NATIONAL)
     return nodes[a[keep]], nodes[b[keep]], cls[keep]
 
 
 def _hang(rng: np.random.Generator, nodes: np.ndarray, parent: np.ndarray, x: np.ndarray,
-          y: np.ndarray, to_parent: int, to_sibling: int,
-          loop_class: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-    """Join each node to the nearest of its parent and the siblings nearer than itself to that
-    parent (so the roads branch out like a tree), and offer one road to a close neighbour of
-    each node as a loop-closing candidate."""
+          y: np.ndarray, classes: tuple[int, int, int],
+          detour: float) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Join each node to its parent, or to the nearest sibling s on the way there: nearer to the
+    parent, and with d(node, s) + detour * d(s, parent) <= detour * d(node, parent), so that by
+    induction the roads from any node to its parent run at most `detour` times the straight line.
+    Then offer one road to a close neighbour of each node as a loop-closing candidate. `classes`
+    are those of a road to the parent, to a sibling and of a loop."""
+    to_parent, to_sibling, loop_class = classes
     m = len(nodes)
     own = np.arange(m)
     family = parent[nodes]
@@ -408,7 +461,8 @@ def _hang(rng: np.random.Generator, nodes: np.ndarray, parent: np.ndarray, x: np
     dist, near = cKDTree(np.column_stack([x[nodes], y[nodes]])).query(
         np.column_stack([x[nodes], y[nodes]]), k=k)
     dist, near = dist.reshape(m, k), near.reshape(m, k)
-    sibling = (family[near] == family[:, None]) & (rank[near] < rank[:, None])
+    on_the_way = dist + detour * to_home[near] <= detour * to_home[:, None]
+    sibling = (family[near] == family[:, None]) & (rank[near] < rank[:, None]) & on_the_way
     dist_ok = np.where(sibling, dist, np.inf)
     best = dist_ok.argmin(axis=1)
     via_sibling = dist_ok[own, best] < to_home
@@ -425,8 +479,8 @@ def _hang(rng: np.random.Generator, nodes: np.ndarray, parent: np.ndarray, x: np
 
 def _cut(rng: np.random.Generator, a: np.ndarray, b: np.ndarray, cls: np.ndarray,
          lon: np.ndarray, lat: np.ndarray, box: tuple[float, ...]) -> tuple[np.ndarray, ...]:
-    """Cut every long road into stretches at new junction nodes, set off the straight line
-    (mountain roads wind). Returns segment ends, the road of each segment and the junctions."""
+    """Cut every long road into stretches at new junction nodes, set a little off the straight
+    line. Returns segment ends, the road of each segment and the junctions."""
     straight = _haversine_km(lon[a], lat[a], lon[b], lat[b])
     cuts = np.minimum(straight / _STRETCH_KM[cls], 30).astype(np.int64)
     base = len(lon)
@@ -441,18 +495,21 @@ def _cut(rng: np.random.Generator, a: np.ndarray, b: np.ndarray, cls: np.ndarray
     t = (seg_b[~last] - first[j_road] + 1) / (cuts[j_road] + 1)
     dlon, dlat = lon[b] - lon[a], lat[b] - lat[a]
     coslat = np.cos(np.radians(lat[a]))
-    side = np.clip(rng.normal(0.0, 0.08, len(j_road)), -0.2, 0.2)
+    # Off the line by a share of one stretch, not of the whole road: the winding factor makes a
+    # road longer than its line, the junctions must not zigzag it longer still.
+    side = np.clip(rng.normal(0.0, 0.1, len(j_road)), -0.25, 0.25) / (cuts[j_road] + 1)
     jlon = lon[a][j_road] + t * dlon[j_road] - side * dlat[j_road] / coslat[j_road]
     jlat = lat[a][j_road] + t * dlat[j_road] + side * dlon[j_road] * coslat[j_road]
     return (seg_a, seg_b, road, np.round(_fold(jlon, box[0], box[2]), 6),
             np.round(_fold(jlat, box[1], box[3]), 6))
 
 
-def _stock(rng: np.random.Generator, codes: list[str], level: np.ndarray,
-           status: np.ndarray) -> tuple[list[dict], list[dict]]:
+def _stock(rng: np.random.Generator, codes: list[str], level: np.ndarray, status: np.ndarray,
+           parent: np.ndarray) -> tuple[list[dict], list[dict]]:
     """Stock and min/target norms of the active depots: the prefecture holds every item in bulk,
     counties nearly all, townships most, village points a few; about one line in five starts
-    below its minimum so that replenishment has work to do."""
+    below its minimum so that replenishment has work to do. Each prefecture depot and its
+    active counties together hold at least `_STORM_MARGIN` times `_STORM_NEED`."""
     active = np.flatnonzero(status == _ACTIVE)
     lv = level[active]
     base = _TARGETS[:, lv].T
@@ -472,6 +529,16 @@ def _stock(rng: np.random.Generator, codes: list[str], level: np.ndarray,
     short = (rng.random(n) < 0.2) & (lv[row] > 0)  # the prefecture has no one above to refill it
     quantity = np.where(short, np.floor(minimum * rng.uniform(0.0, 0.95, n)),
                         np.round(target * rng.uniform(0.75, 1.2, n))).astype(np.int64)
+    # The storm reserve: each prefecture depot tops up what it and its active counties lack.
+    top = lv[row] == 0
+    up = np.flatnonzero(lv[row] <= 1)
+    prefecture = np.where(top[up], active[row[up]], parent[active[row[up]]])
+    prefectures, which = np.unique(prefecture, return_inverse=True)
+    in_store = np.zeros((len(prefectures), len(_ITEMS)), np.int64)
+    np.add.at(in_store, (which, item[up]), quantity[up])
+    lacking = np.ceil(_STORM_MARGIN * _STORM_NEED).astype(np.int64) - in_store
+    quantity[top] += np.maximum(lacking[np.searchsorted(prefectures, active[row[top]]), item[top]],
+                                0)
     wh = [codes[i] for i in active[row].tolist()]
     skus = [r[0] for r in _ITEMS]
     levels = [{"warehouse": w, "item": skus[i], "min": lo, "target": hi}

@@ -1,9 +1,11 @@
-"""The generated data set: the counts of the contract, a road graph shaped like a road network,
-stock that keeps the ledger's rules, and road GeoJSON that survives a round trip."""
+"""The generated data set: the counts of the contract, a road graph shaped like a road network
+whose fastest roads run about as long as real ones, stock that keeps the ledger's rules and
+carries the seed's storm, and road GeoJSON that survives a round trip."""
 
 import copy
 import dataclasses
 import json
+import math
 import re
 from collections import Counter, defaultdict
 
@@ -12,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, dijkstra
 
 from allocation_svc.geojson import roads_from_geojson, roads_geojson
 from allocation_svc.roadtable import CLASS_SPEED_KMH, CLOSED, DEGRADED, OPEN, RoadTable
@@ -30,13 +32,44 @@ def qdn() -> dataset.DataSet:
     return dataset.qiandongnan()
 
 
-def straight_km(roads: RoadTable) -> np.ndarray:
-    """Great-circle distance between the ends of every edge, computed independently."""
-    lon, lat = np.radians(roads.node_lon), np.radians(roads.node_lat)
-    a, b = roads.edge_from, roads.edge_to
-    h = (np.sin((lat[b] - lat[a]) / 2) ** 2
-         + np.cos(lat[a]) * np.cos(lat[b]) * np.sin((lon[b] - lon[a]) / 2) ** 2)
+def great_circle_km(lon1, lat1, lon2, lat2) -> np.ndarray:
+    """Haversine distance, computed independently of the generator."""
+    lon1, lat1, lon2, lat2 = (np.radians(v) for v in (lon1, lat1, lon2, lat2))
+    h = (np.sin((lat2 - lat1) / 2) ** 2
+         + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2)
     return 2 * 6371.0088 * np.arcsin(np.sqrt(h))
+
+
+def straight_km(roads: RoadTable) -> np.ndarray:
+    """Great-circle distance between the ends of every edge."""
+    a, b = roads.edge_from, roads.edge_to
+    return great_circle_km(roads.node_lon[a], roads.node_lat[a], roads.node_lon[b],
+                           roads.node_lat[b])
+
+
+def fastest_roads(roads: RoadTable, sources: list[int],
+                  towards: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Minutes and km of the fastest road from each source to every node (to each source from
+    every node when `towards`), one-way roads driven one way: the km are summed along the
+    shortest-path tree of the minutes."""
+    two_way = ~roads.oneway
+    rows = np.concatenate([roads.edge_from, roads.edge_to[two_way]])
+    cols = np.concatenate([roads.edge_to, roads.edge_from[two_way]])
+    if towards:
+        rows, cols = cols, rows
+    n = roads.node_count
+    minutes = coo_matrix((np.concatenate([roads.minutes(), roads.minutes()[two_way]]),
+                          (rows, cols)), shape=(n, n)).tocsr()
+    km = coo_matrix((np.concatenate([roads.length_km, roads.length_km[two_way]]),
+                     (rows, cols)), shape=(n, n)).tocsr()
+    time, before = dijkstra(minutes, indices=sources, return_predecessors=True)
+    length = np.empty_like(time)
+    for k, (source, pred) in enumerate(zip(sources, before, strict=True)):
+        reached = np.flatnonzero(pred >= 0)
+        step = np.asarray(km[pred[reached], reached]).ravel()
+        tree = coo_matrix((step, (pred[reached], reached)), shape=(n, n)).tocsr()
+        length[k] = dijkstra(tree, indices=source)
+    return time, length
 
 
 def strong_components(roads: RoadTable) -> int:
@@ -158,6 +191,35 @@ def test_trunk_roads_join_the_county_seats(qdn):
     assert county_nodes <= ends
 
 
+def test_county_seats_are_near_the_prefecture_depot_by_road(qdn):
+    """As on Guizhou's expressways: every county seat within 1.6x the straight line and 3.5 h."""
+    top = [w for w in qdn.warehouses if w["level"] in ("prefecture", "county")]
+    node = [int(w["road_node"][1:]) for w in top]
+    assert top[0]["code"] == "QDN"
+    minutes, km = fastest_roads(qdn.roads, [node[0]])
+    straight = great_circle_km(top[0]["lon"], top[0]["lat"], np.array([w["lon"] for w in top]),
+                               np.array([w["lat"] for w in top]))
+    assert (km[0, node[1:]] <= 1.6 * straight[1:]).all()
+    assert (minutes[0, node[1:]] <= 210).all()
+
+
+def test_townships_are_near_their_county_seat_by_road(qdn):
+    """Every township within 1.8x the straight line and 2 h of its own county seat."""
+    by_code = {w["code"]: w for w in qdn.warehouses}
+    seats = [w["code"] for w in qdn.warehouses if w["level"] == "county"]
+    towns = [w for w in qdn.warehouses if w["level"] == "township"]
+    minutes, km = fastest_roads(qdn.roads, [int(by_code[c]["road_node"][1:]) for c in seats],
+                                towards=True)
+    seat = np.array([seats.index(w["parent"]) for w in towns])
+    node = np.array([int(w["road_node"][1:]) for w in towns])
+    straight = great_circle_km(
+        np.array([w["lon"] for w in towns]), np.array([w["lat"] for w in towns]),
+        np.array([by_code[w["parent"]]["lon"] for w in towns]),
+        np.array([by_code[w["parent"]]["lat"] for w in towns]))
+    assert (km[seat, node] <= 1.8 * straight).all()
+    assert (minutes[seat, node] < 120).all()
+
+
 def test_roads_are_longer_than_straight_lines(qdn):
     straight = straight_km(qdn.roads)
     assert (qdn.roads.length_km >= straight).all()
@@ -214,6 +276,39 @@ def test_min_and_target_norms(qdn):
     below = [key for key, row in levels.items() if on_hand[key] < row["min"]]
     assert 0.05 * len(levels) < len(below) < 0.4 * len(levels)  # replenishment has work
     assert not [key for key in below if key[0] == "QDN"]
+
+
+def backbone_shortfalls(data: dataset.DataSet, people: int = 9_690, days: int = 3) -> list:
+    """(prefecture, item) pairs where a prefecture depot and its active county depots together
+    hold less than `people` resettled for `days` need by the items' norms."""
+    by_code = {w["code"]: w for w in data.warehouses}
+    held = Counter()
+    for row in data.stock:
+        w = by_code[row["warehouse"]]
+        if w["level"] == "prefecture" or (w["level"] == "county" and w["status"] == "active"):
+            held[w["code"] if w["level"] == "prefecture" else w["parent"], row["item"]] += \
+                row["quantity"]
+    need = {i["sku"]: math.ceil(people * i["per_person"] + people * i["per_person_day"] * days)
+            for i in data.items}
+    return [(w["code"], sku) for w in data.warehouses if w["level"] == "prefecture"
+            for sku, n in need.items() if n and held[w["code"], sku] < n]
+
+
+def test_the_backbone_carries_the_storm_of_the_seed(qdn):
+    """QDN and the 7 active county depots hold what 9,690 people resettled for 3 days need."""
+    backbone = [w for w in qdn.warehouses if w["level"] == "prefecture"
+                or (w["level"] == "county" and w["status"] == "active")]
+    assert len(backbone) == 8
+    assert sum(i["per_person"] + i["per_person_day"] > 0 for i in qdn.items) == 12
+    assert backbone_shortfalls(qdn) == []
+    held = Counter()
+    for row in qdn.stock:
+        held[row["warehouse"], row["item"]] += row["quantity"]
+    assert held["QDN", "QUILT"] <= 20_000 and held["QDN", "WATER-550"] <= 200_000  # plausible
+
+
+def test_every_prefecture_backbone_carries_the_storm_at_national_scale():
+    assert backbone_shortfalls(dataset.national(20_000, with_stock=True)) == []
 
 
 def test_stock_by_level(qdn):
