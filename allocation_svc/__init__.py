@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                inventory_client=None) -> Flask:
     """The allocation service: settings, database, inventory client, graph cache, API."""
     from allocation_svc.api import views
-    from allocation_svc.inventory import Inventory
+    from allocation_svc.inventory import HttpInventory
     from allocation_svc.models import idempotency
     from allocation_svc.plans import Allocation
     from allocation_svc.replenish import Restocking
@@ -37,13 +37,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     client = inventory_client or ServiceClient("inventory", settings.inventory_url,
                                                settings.secret, connect_timeout=1.0,
                                                read_timeout=15.0)
-    inventory = Inventory(client)
+    inventory = HttpInventory(client)
     graphs = GraphCache(trees=_shared_trees(settings))
     app = new_app("allocation_svc")
     app.config.update(API_SPEC)
     api = Api(app)
     api.register_blueprint(views.blp)
-    app.extensions["allocation"] = Allocation(database, inventory, graphs)
+    app.extensions["allocation"] = Allocation(database, inventory, graphs,
+                                              hold_ttl_s=settings.reservation_ttl_s)
     app.extensions["restocking"] = Restocking(database, inventory, graphs)
     install(app, ServiceContext(settings, database, idempotency))
     return app

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from allocation_svc.roadtable import CLASS_SPEED_KMH, STATUS_CODES, STATUS_NAMES, RoadTable
+from allocation_svc.roadtable import CLASS_SPEED_KMH, OPEN, STATUS_CODES, STATUS_NAMES, RoadTable
 
 
 class InvalidRoads(ValueError):
@@ -128,7 +128,7 @@ def roads_from_geojson(doc: dict[str, Any]) -> RoadTable:
         oneway = props.get("oneway", False)
         if not isinstance(oneway, bool):
             raise InvalidRoads(i, "properties.oneway", "must be true or false")
-        status = props.get("status", "open")
+        status = props.get("status", STATUS_NAMES[OPEN])
         if status not in STATUS_CODES:
             raise InvalidRoads(i, "properties.status",
                                f"must be one of {', '.join(STATUS_CODES)}")

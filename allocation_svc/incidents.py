@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session
 
 from allocation_svc.inventory import Inventory
 from allocation_svc.models import Incident, outbox
+from allocation_svc.permissions import require
+from allocation_svc.vocabulary import INCIDENT_OPEN
 from shared import events
 from shared.auth import Identity
 from shared.client import RemoteError
 from shared.errors import InvalidInput, NotFound
-
-ROLES = ("admin", "commander", "integration")
 
 
 def _resolve_sites(inventory: Inventory, sites: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -54,10 +54,10 @@ def _resolve_sites(inventory: Inventory, sites: list[dict[str, Any]]) -> list[di
 
 def declare(session: Session, identity: Identity, data: dict[str, Any],
             inventory: Inventory) -> Incident:
-    identity.require(*ROLES)
+    require(identity, "incidents.write")
     now = datetime.now(UTC)
     incident = Incident(type=data["type"], level=data.get("level"), title=data.get("title"),
-                        status="open", sites=_resolve_sites(inventory, data["sites"]),
+                        status=INCIDENT_OPEN, sites=_resolve_sites(inventory, data["sites"]),
                         created_by=identity.actor, created_at=now, updated_at=now)
     session.add(incident)
     session.flush()
@@ -69,7 +69,7 @@ def declare(session: Session, identity: Identity, data: dict[str, Any],
 
 def amend(session: Session, identity: Identity, incident_id: int, data: dict[str, Any],
           inventory: Inventory) -> Incident:
-    identity.require(*ROLES)
+    require(identity, "incidents.write")
     sites = _resolve_sites(inventory, data["sites"]) if "sites" in data else None
     incident = get(session, incident_id)
     for key in ("type", "level", "title", "status"):

@@ -1,9 +1,11 @@
-"""What the allocation service asks of the inventory service, over the one service client."""
+"""What the allocation service asks of the inventory service: the `Inventory` it needs (plans,
+incidents and restocking depend on that alone, so that tests drive them with a fake), and
+`HttpInventory`, the same over the one service client."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared.auth import Identity
@@ -23,7 +25,44 @@ class Network:
         return {code: i for i, code in enumerate(self.warehouses["code"])}
 
 
-class Inventory:
+class Inventory(Protocol):
+    """The inventory as plans see it. Every write is idempotent by its `key`: the same key
+    answers the first answer again. A refusal raises `shared.client.RemoteError` with its
+    status (409 for a shortfall, 404 for an unknown warehouse or hold); an inventory out of
+    reach raises `Unavailable` or `UpstreamTimeout`, and then a write may or may not be done."""
+
+    def network(self, items: list[str] | None = None) -> Network:
+        """Every warehouse, and the balances of `items` (all items when none)."""
+        ...
+
+    def warehouse(self, code: str) -> dict[str, Any]:
+        ...
+
+    def items(self) -> list[dict[str, Any]]:
+        ...
+
+    def reserve(self, key: str, lines: list[dict], ttl_s: int, reference: str) -> dict[str, Any]:
+        """Hold every line or none; answers the hold with its `id`."""
+        ...
+
+    def commit(self, reservation_id: int, key: str) -> dict[str, Any]:
+        """Issue the held stock: it leaves the depots."""
+        ...
+
+    def release(self, reservation_id: int, key: str) -> dict[str, Any]:
+        ...
+
+    def release_part(self, reservation_id: int, key: str, lines: list[dict]) -> dict[str, Any]:
+        ...
+
+    def transfer(self, key: str, source: str, destination: str, lines: list[dict],
+                 reference: str) -> dict[str, Any]:
+        ...
+
+
+class HttpInventory:
+    """`Inventory` over HTTP, signed as the allocation service."""
+
     def __init__(self, client: ServiceClient):
         self.client = client
 

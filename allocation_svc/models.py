@@ -18,6 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from allocation_svc.roadtable import OPEN, STATUS_NAMES
+from allocation_svc.vocabulary import INCIDENT_OPEN
 from shared.tables import BigId, idempotency_table, outbox_table, service_metadata
 
 
@@ -47,7 +49,7 @@ class RoadEdge(Base):
     road_class: Mapped[str] = mapped_column(String(16))
     speed_kmh: Mapped[float | None] = mapped_column(Float)
     oneway: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(16), default="open")
+    status: Mapped[str] = mapped_column(String(16), default=STATUS_NAMES[OPEN])
     speed_factor: Mapped[float] = mapped_column(Float, default=1.0)
     reason: Mapped[str | None] = mapped_column(String(400))
 
@@ -70,7 +72,7 @@ class Incident(Base):
     type: Mapped[str] = mapped_column(String(40))
     level: Mapped[str | None] = mapped_column(String(4))
     title: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), default="open")
+    status: Mapped[str] = mapped_column(String(16), default=INCIDENT_OPEN)
     # [{"id", "warehouse", "node", "population", "township", "county"}]
     sites: Mapped[list] = mapped_column(JSON)
     created_by: Mapped[str] = mapped_column(String(120))
@@ -92,9 +94,6 @@ class Plan(Base):
     # Reservation ids in the inventory service: the first hold, and any made by re-planning.
     reservations: Mapped[list] = mapped_column(JSON, default=list)
     failure: Mapped[str | None] = mapped_column(String(400))
-    # The Idempotency-Key of the request that made the plan: a retry answers this plan again.
-    request_key: Mapped[str | None] = mapped_column(String(200), unique=True)
-    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

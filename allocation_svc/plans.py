@@ -1,15 +1,15 @@
-"""The life of an allocation plan: solved, held in the inventory, dispatched or cancelled,
-delivered, re-planned after road events.
+"""The plan service: a plan solved, recorded, held in the inventory, dispatched or cancelled,
+delivered, re-planned after road events, each step as `lifecycle` decides.
 
 No transaction is held open across a call to the inventory service. A plan is first written as
 `reserving`, then held (one all-or-none reservation, idempotent by the plan id), then marked
-`planned`; a plan left `reserving` by a process that died is reconciled by `reconcile`, and its
-unconfirmed hold expires by itself in any case.
+`planned`. A plan left `reserving` by a process that died is settled by `reconcile` (run by the
+background worker, and before every new plan), and its unconfirmed hold expires by itself in
+any case. The request's Idempotency-Key is the web layer's (`shared.web.run_command`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 from dataclasses import dataclass
@@ -18,73 +18,45 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from allocation_svc import incidents, roads, solver
+from allocation_svc import incidents, lifecycle, roads, solver
 from allocation_svc.inventory import Inventory, Network
 from allocation_svc.models import Plan, Shipment, outbox
-from allocation_svc.roadgraph import NoRoute, RoadGraph
+from allocation_svc.permissions import require
+from allocation_svc.roadgraph import NoRoute, RoadGraph, Route
+from allocation_svc.vocabulary import ACTIVE, NEAREST
 from shared import events
 from shared.auth import Identity
 from shared.client import RemoteError
 from shared.db import Database
-from shared.errors import Conflict, InvalidInput, NotFound, Unavailable, UpstreamTimeout
-
-ROLES = ("admin", "commander", "integration")
-RESERVING, PLANNED, DISPATCHED, CANCELLED, FAILED, DELIVERED = (
-    "reserving", "planned", "dispatched", "cancelled", "failed", "delivered")
+from shared.errors import InvalidInput, NotFound, Unavailable, UpstreamTimeout
 
 
 @dataclass
 class Allocation:
-    """What plans need: their database, the inventory, and the graph of this process."""
+    """What plans need: their database, the inventory, the graphs of this process, and how long
+    a plan's hold lives before it frees itself."""
 
     db: Database
     inventory: Inventory
     graphs: roads.GraphCache
-    hold_ttl_s: int = 3600
+    hold_ttl_s: int
 
     # -- making a plan ---------------------------------------------------------------------
-    def create(self, identity: Identity, incident_id: int, data: dict[str, Any],
-               key: str | None = None, fingerprint: str | None = None) -> Plan:
-        identity.require(*ROLES)
-        self.reconcile()
-        if key:
-            existing = self._by_key(key, fingerprint)
-            if existing is not None:  # a retry: finish what the first attempt left half-made
-                return self._hold(existing) if existing.status == RESERVING else existing
+    def create(self, identity: Identity, incident_id: int, data: dict[str, Any]) -> Plan:
+        """Solve, record the plan as `reserving`, hold its stock: `planned`, or the refusal."""
+        require(identity, "plans.write")
+        reconcile(self.db, self.inventory, self.hold_ttl_s)
         with self.db.reading() as session:
             incident = incidents.get(session, incident_id)
             graph = roads.ensure_network(session, self.graphs)
-            sites = list(incident.sites)
-            level = incident.level
+            sites, level = list(incident.sites), incident.level
         demands = self._demands(sites, data)
-        for demand in demands:
-            try:
-                graph.node_index(demand.node)
-            except KeyError:
-                raise InvalidInput(f"site {demand.site!r} is at road node {demand.node!r}, which "
-                                   "the current road network does not have",
-                                   errors={"sites": [f"{demand.site}: unknown road node "
-                                                     f"{demand.node!r}"]}) from None
-        network = self.inventory.network(sorted({d.item for d in demands}))
-        policy = solver.Policy(kind=data.get("policy", "nearest"),
-                               max_minutes=data.get("max_minutes"),
-                               keep_min=data.get("keep_min", False), incident_level=level)
-        items = sorted({d.item for d in demands})
-        result = solver.solve(graph, depots(network, sites, graph, items), demands, policy)
-        plan = self._record(identity, incident_id, graph.version, data, demands, result, key,
-                            fingerprint)
-        if isinstance(plan, Plan) and plan.status != RESERVING:
-            return plan  # a concurrent retry with the same key made it first
-        return self._hold(plan)
-
-    def _by_key(self, key: str, fingerprint: str | None) -> Plan | None:
-        with self.db.reading() as session:
-            plan = session.scalar(select(Plan).where(Plan.request_key == key))
-        if plan is not None and plan.request_fingerprint != fingerprint:
-            raise InvalidInput("this Idempotency-Key was already used with another request body",
-                               errors={"Idempotency-Key": ["already used with another request"]})
-        return plan
+        _check_on_network(graph, demands)
+        result = self._solve(graph, sites, demands, _policy(data, level))
+        return self._hold(self._record(identity, incident_id, graph.version, data, demands,
+                                       result))
 
     def _demands(self, sites: list[dict], data: dict[str, Any]) -> list[solver.Demand]:
         by_id = {site["id"]: site for site in sites}
@@ -111,106 +83,56 @@ class Allocation:
                               county=by_id[site]["county"])
                 for (site, item, priority), quantity in merged.items()]
 
-    def _record(self, identity, incident_id, version, data, demands, result, key,
-                fingerprint) -> Plan:
+    def _solve(self, graph: RoadGraph, sites: list[dict], demands: list[solver.Demand],
+               policy: solver.Policy) -> solver.Plan:
+        items = sorted({d.item for d in demands})
+        network = self.inventory.network(items)
+        return solver.solve(graph, depots(network, sites, graph, items), demands, policy)
+
+    def _record(self, identity: Identity, incident_id: int, version: int, data: dict[str, Any],
+                demands: list[solver.Demand], result: solver.Plan) -> Plan:
         now = datetime.now(UTC)
-        plan = Plan(incident_id=incident_id, status=RESERVING, graph_version=version,
+        plan = Plan(incident_id=incident_id, status=lifecycle.RESERVING, graph_version=version,
                     policy={k: data.get(k) for k in ("policy", "max_minutes", "keep_min")},
                     demands=[demand_json(d) for d in demands],
                     unmet=[unmet_json(u) for u in result.unmet], cost=result.cost,
-                    reservations=[], request_key=key, request_fingerprint=fingerprint,
-                    created_by=identity.actor, created_at=now, updated_at=now)
-        plan.shipments = [shipment_row(s, RESERVING) for s in result.shipments]
-        from sqlalchemy.exc import IntegrityError
-
-        try:
-            with self.db.unit_of_work() as session:
-                session.add(plan)
-        except IntegrityError:
-            existing = self._by_key(key, fingerprint) if key else None
-            if existing is None:
-                raise
-            return existing
+                    reservations=[], created_by=identity.actor, created_at=now, updated_at=now)
+        plan.shipments = [shipment_row(s, lifecycle.RESERVING) for s in result.shipments]
+        with self.db.unit_of_work() as session:
+            session.add(plan)
         return plan
 
     def _hold(self, plan: Plan) -> Plan:
-        """Hold the plan's stock. A refusal (409, 422) fails the plan. When the inventory cannot
-        be reached or answers too late, the hold may or may not exist: it is undone (the same
-        idempotent request finds it, then it is released) and the plan fails; if even that
-        cannot be done now, the plan stays `reserving` for `reconcile` to undo."""
+        """Hold the plan's stock. A refusal (409, 422) fails the plan and is the answer. When the
+        inventory cannot be reached or answers too late, the hold may or may not exist: it is
+        undone (the same idempotent request finds it, then it is released) and the plan fails;
+        if even that cannot be done now, the plan stays `reserving` for `reconcile` to undo."""
         lines = hold_lines(plan.shipments)
         reservation_id, failure = None, None
         if lines:
             try:
-                reservation_id = self._reserve(plan, lines)["id"]
+                reservation_id = _reserve(self.inventory, plan.id, lines, self.hold_ttl_s)["id"]
             except RemoteError as exc:
                 if exc.status >= 500:
                     raise
                 failure = exc
             except (Unavailable, UpstreamTimeout) as exc:
-                if not self._undo_hold(plan, lines):
+                if not _undo_hold(self.inventory, plan.id, lines, self.hold_ttl_s):
                     raise
                 failure = exc
         with self.db.unit_of_work() as session:
-            plan = session.get(Plan, plan.id)
+            plan = _plan(session, plan.id, lock=True)
             if failure is None:
-                plan.status = PLANNED
                 plan.reservations = [reservation_id] if reservation_id else []
                 for shipment in plan.shipments:
-                    shipment.status, shipment.reservation_id = PLANNED, reservation_id
-                events.record(session, outbox, "allocation.planned", plan_event(plan))
+                    shipment.reservation_id = reservation_id
+                _move(session, plan, lifecycle.HOLD_OK)
             else:
-                plan.status, plan.failure = FAILED, failure.detail[:400]
-                for shipment in plan.shipments:
-                    shipment.status = FAILED
-            plan.updated_at = datetime.now(UTC)
+                plan.failure = failure.detail[:400]
+                _move(session, plan, lifecycle.HOLD_REFUSED)
         if failure is not None:
             raise failure
         return plan
-
-    def _reserve(self, plan: Plan, lines: list[dict]) -> dict:
-        return self.inventory.reserve(f"plan:{plan.id}:hold", lines, self.hold_ttl_s,
-                                      f"plan:{plan.id}")
-
-    def _undo_hold(self, plan: Plan, lines: list[dict]) -> bool:
-        """Release whatever hold the plan's request made, if any. False if it cannot be done."""
-        try:
-            held = self._reserve(plan, lines)  # the stored answer if it was made (or a new one)
-            self.inventory.release(held["id"], f"plan:{plan.id}:undo:{held['id']}")
-        except RemoteError as exc:
-            return exc.status < 500  # refused now: nothing was held
-        except (Unavailable, UpstreamTimeout):
-            return False
-        return True
-
-    def route(self, origin: str, destination: str) -> dict[str, Any]:
-        with self.db.reading() as session:
-            graph = roads.ensure_network(session, self.graphs)
-        start, end = self._node(graph, origin, "from"), self._node(graph, destination, "to")
-        try:
-            route = graph.route(start, end)
-        except NoRoute as exc:
-            raise InvalidInput(f"no open road joins {origin} and {destination}: {exc}",
-                               errors={"to": ["no open road from 'from'"]}) from None
-        return {"graph_version": graph.version, "minutes": route.minutes,
-                "distance_km": route.distance_km, "path": list(route.path),
-                "geometry": {"type": "LineString", "coordinates": route.coordinates}}
-
-    def _node(self, graph: RoadGraph, name: str, field: str) -> str:
-        """A road node id as it is, or the road node of the warehouse with that code."""
-        with contextlib.suppress(KeyError):
-            graph.node_index(name)
-            return name
-        try:
-            node = self.inventory.warehouse(name).get("road_node")
-        except RemoteError as exc:
-            if exc.status != 404:
-                raise
-            node = None
-        if not node:
-            raise InvalidInput(f"{name!r} is neither a road node nor a warehouse with one",
-                               errors={field: ["unknown road node or warehouse code"]})
-        return node
 
     # -- after planning --------------------------------------------------------------------
     def get(self, plan_id: int) -> Plan:
@@ -219,64 +141,43 @@ class Allocation:
 
     def dispatch(self, identity: Identity, plan_id: int) -> Plan:
         """Commit every hold of the plan: the stock leaves the depots."""
-        identity.require(*ROLES)
-        plan = self.get(plan_id)
-        if plan.status in (DISPATCHED, DELIVERED):
-            return plan
-        if plan.status != PLANNED:
-            raise Conflict(f"plan {plan_id} is {plan.status}; only a planned plan is dispatched")
-        for reservation_id in plan.reservations:
-            self.inventory.commit(reservation_id, f"plan:{plan.id}:commit:{reservation_id}")
-        return self._transition(plan_id, DISPATCHED, "allocation.dispatched")
+        return self._settle(identity, plan_id, lifecycle.DISPATCH)
 
     def cancel(self, identity: Identity, plan_id: int) -> Plan:
-        identity.require(*ROLES)
-        plan = self.get(plan_id)
-        if plan.status in (CANCELLED, FAILED):
-            return plan
-        if plan.status != PLANNED:
-            raise Conflict(f"plan {plan_id} is {plan.status}; its stock has left the depots")
-        for reservation_id in plan.reservations:
-            self.inventory.release(reservation_id, f"plan:{plan.id}:release:{reservation_id}")
-        return self._transition(plan_id, CANCELLED, "allocation.cancelled")
+        """Release every hold of a plan not yet dispatched."""
+        return self._settle(identity, plan_id, lifecycle.CANCEL)
 
-    def _transition(self, plan_id: int, status: str, event: str) -> Plan:
+    def _settle(self, identity: Identity, plan_id: int, action: str) -> Plan:
+        """Dispatch or cancel: each hold committed or released under a key of its own (a retry
+        after a failure part-way finishes the rest), then the plan and its shipments move."""
+        require(identity, "plans.write")
+        plan = self.get(plan_id)
+        if lifecycle.already_done(plan.status, action):
+            return plan
+        lifecycle.next_status(plan.status, action, plan.id)  # refused before anything is done
+        verb = lifecycle.SETTLEMENTS[action]
+        settle = getattr(self.inventory, verb)  # Inventory.commit or Inventory.release
+        for reservation_id in plan.reservations:
+            settle(reservation_id, f"plan:{plan.id}:{verb}:{reservation_id}")
         with self.db.unit_of_work() as session:
-            plan = _plan(session, plan_id)
-            plan.status = status
-            for shipment in plan.shipments:
-                if shipment.status == PLANNED:
-                    shipment.status = status
-            plan.updated_at = datetime.now(UTC)
-            events.record(session, outbox, event, plan_event(plan))
+            plan = _plan(session, plan_id, lock=True)
+            _move(session, plan, action)
         return plan
 
     def replan(self, identity: Identity, plan_id: int) -> Plan:
         """After road events: undelivered shipments get the fastest route of the current graph;
         those whose road is gone are stranded and their quantity is sourced again. Nothing
         delivered moves."""
-        identity.require(*ROLES)
+        require(identity, "plans.write")
         with self.db.reading() as session:
             plan = _plan(session, plan_id)
             graph = roads.ensure_network(session, self.graphs)
             incident = incidents.get(session, plan.incident_id)
             sites, level = list(incident.sites), incident.level
-        if plan.status not in (PLANNED, DISPATCHED):
-            raise Conflict(f"plan {plan_id} is {plan.status}; only planned or dispatched plans "
-                           "are re-planned")
+        lifecycle.next_status(plan.status, lifecycle.REPLAN, plan.id)
         nodes = {site["id"]: site for site in sites}
-        rerouted, stranded = {}, []
-        for shipment in plan.shipments:
-            if shipment.status not in (PLANNED, DISPATCHED):
-                continue
-            try:
-                route = graph.route(shipment.path[0], nodes[shipment.site]["node"])
-            except (NoRoute, KeyError):  # no open road, or a node the network no longer has
-                stranded.append(shipment)
-                continue
-            if list(route.path) != list(shipment.path):
-                rerouted[shipment.id] = route
-        if plan.status == PLANNED:  # first free what the cut-off shipments held (retry-safe)
+        rerouted, stranded = _reroute(graph, plan.shipments, nodes)
+        if lifecycle.releases_stranded_holds(plan.status):  # retry-safe: keyed per shipment
             for shipment in stranded:
                 self.inventory.release_part(
                     shipment.reservation_id, f"plan:{plan.id}:strand:{shipment.id}",
@@ -287,8 +188,9 @@ class Allocation:
         return self._record_replan(plan_id, graph.version, rerouted, stranded, replacements,
                                    unmet, reservation_id)
 
-    def _resource(self, plan: Plan, stranded: list[Shipment], nodes: dict, level, sites,
-                  graph: RoadGraph) -> tuple[list, list, int | None]:
+    def _resource(self, plan: Plan, stranded: list[Shipment], nodes: dict[str, dict],
+                  level: str | None, sites: list[dict],
+                  graph: RoadGraph) -> tuple[list[solver.Shipment], list[solver.Unmet], int | None]:
         """New sources for what the stranded shipments carried, held (and, for a dispatched
         plan, committed) under a key of those shipments, so that a retry finds the same hold."""
         if not stranded:
@@ -301,12 +203,7 @@ class Allocation:
                                  quantity=quantity, priority=1,
                                  township=nodes[site]["township"], county=nodes[site]["county"])
                    for (site, item), quantity in wanted.items()]
-        items = sorted({d.item for d in demands})
-        network = self.inventory.network(items)
-        policy = solver.Policy(kind=plan.policy.get("policy") or "nearest",
-                               max_minutes=plan.policy.get("max_minutes"),
-                               keep_min=bool(plan.policy.get("keep_min")), incident_level=level)
-        result = solver.solve(graph, depots(network, sites, graph, items), demands, policy)
+        result = self._solve(graph, sites, demands, _policy(plan.policy, level))
         if not result.shipments:
             return [], result.unmet, None
         tag = hashlib.sha256(",".join(str(s.id) for s in stranded).encode()).hexdigest()[:16]
@@ -314,12 +211,13 @@ class Allocation:
             f"plan:{plan.id}:replan:{tag}",
             [{"warehouse": s.from_, "item": s.item, "quantity": s.quantity}
              for s in result.shipments], self.hold_ttl_s, f"plan:{plan.id}")
-        if plan.status == DISPATCHED:
+        if lifecycle.commits_replacements(plan.status):
             self.inventory.commit(held["id"], f"plan:{plan.id}:commit:{held['id']}")
         return result.shipments, result.unmet, held["id"]
 
-    def _record_replan(self, plan_id, version, rerouted, stranded, replacements, unmet,
-                       reservation_id) -> Plan:
+    def _record_replan(self, plan_id: int, version: int, rerouted: dict[int, Route],
+                       stranded: list[Shipment], replacements: list[solver.Shipment],
+                       unmet: list[solver.Unmet], reservation_id: int | None) -> Plan:
         with self.db.unit_of_work() as session:
             plan = _plan(session, plan_id, lock=True)  # one replan records at a time
             for shipment in plan.shipments:
@@ -330,9 +228,9 @@ class Allocation:
                     shipment.note = f"rerouted on graph version {version}"
             stranded_ids = {s.id for s in stranded}
             cut = [shipment for shipment in plan.shipments if shipment.id in stranded_ids]
-            if not any(shipment.status == "stranded" for shipment in cut):  # not recorded yet
+            if not any(shipment.status == lifecycle.STRANDED for shipment in cut):  # not yet
                 for shipment in cut:
-                    shipment.status = "stranded"
+                    shipment.status = lifecycle.STRANDED
                     shipment.note = f"no open road on graph version {version}; re-sourced"
                 for new in replacements:
                     row = shipment_row(new, plan.status)
@@ -343,42 +241,42 @@ class Allocation:
                 plan.unmet = [*plan.unmet, *(unmet_json(u) for u in unmet)]
             plan.graph_version = version
             plan.cost = sum(s.quantity * s.minutes for s in plan.shipments
-                            if s.status != "stranded")
-            plan.updated_at = datetime.now(UTC)
-            events.record(session, outbox, "allocation.planned", plan_event(plan))
+                            if lifecycle.counts(s.status))
+            _move(session, plan, lifecycle.REPLAN)
         return plan
 
-    def reconcile(self, older_than_s: int = 60) -> int:
-        """Settle plans left `reserving` (their process died, or the inventory could not be
-        reached): their hold, if it was made, is released and they fail. Nobody is waiting for
-        them any more; a retry with the request's Idempotency-Key before this finishes them."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
-        with self.db.reading() as session:
-            stuck = list(session.scalars(select(Plan).where(Plan.status == RESERVING,
-                                                            Plan.updated_at < cutoff)))
-        settled = 0
-        for plan in stuck:
-            lines = hold_lines(plan.shipments)
-            if lines and not self._undo_hold(plan, lines):
-                continue  # the inventory is still out of reach: next time
-            with self.db.unit_of_work() as session:
-                plan = session.get(Plan, plan.id)
-                if plan.status != RESERVING:
-                    continue
-                plan.status, plan.failure = FAILED, "abandoned while holding its stock; undone"
-                for shipment in plan.shipments:
-                    shipment.status = FAILED
-                plan.updated_at = datetime.now(UTC)
-            settled += 1
-        return settled
+
+def reconcile(db: Database, inventory: Inventory, hold_ttl_s: int,
+              older_than_s: int = 60) -> int:
+    """Settle plans left `reserving` for `older_than_s` (their process died, or the inventory
+    could not be reached): their hold, if it was made, is released and they fail; nobody waits
+    for them any more. `hold_ttl_s` is the plans' own (the undo repeats their hold request to
+    find the hold). Answers how many were settled; the others are tried again next time."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+    with db.reading() as session:
+        stuck = list(session.scalars(select(Plan).where(Plan.status == lifecycle.RESERVING,
+                                                        Plan.updated_at < cutoff)))
+    settled = 0
+    for plan in stuck:
+        lines = hold_lines(plan.shipments)
+        if lines and not _undo_hold(inventory, plan.id, lines, hold_ttl_s):
+            continue  # the inventory is still out of reach: next time
+        with db.unit_of_work() as session:
+            plan = _plan(session, plan.id, lock=True)
+            if not lifecycle.allowed(plan.status, lifecycle.RECONCILE):
+                continue  # settled meanwhile
+            plan.failure = "abandoned while holding its stock; undone"
+            _move(session, plan, lifecycle.RECONCILE)
+        settled += 1
+    return settled
 
 
-def record_deliveries(session, identity: Identity, plan_id: int, data: dict[str, Any]) -> Plan:
+def record_deliveries(session: Session, identity: Identity, plan_id: int,
+                      data: dict[str, Any]) -> Plan:
     """Arrivals of shipments (a retried request with its Idempotency-Key counts once)."""
-    identity.require(*ROLES)
+    require(identity, "plans.write")
     plan = _plan(session, plan_id)
-    if plan.status not in (DISPATCHED, DELIVERED):
-        raise Conflict(f"plan {plan_id} is {plan.status}; only dispatched shipments arrive")
+    lifecycle.next_status(plan.status, lifecycle.DELIVER, plan.id)
     by_id = {shipment.id: shipment for shipment in plan.shipments}
     now = datetime.now(UTC)
     for index, delivery in enumerate(data["deliveries"]):
@@ -394,20 +292,85 @@ def record_deliveries(session, identity: Identity, plan_id: int, data: dict[str,
         shipment.delivered += quantity
         shipment.delivered_at = delivery.get("at") or now
         shipment.note = delivery.get("note") or shipment.note
-        if shipment.delivered == shipment.quantity:
-            shipment.status = DELIVERED
-    if all(s.status == DELIVERED for s in plan.shipments if s.status != "stranded"):
-        plan.status = DELIVERED
+        shipment.status = lifecycle.arrived(shipment.status, shipment.delivered,
+                                            shipment.quantity)
+    plan.status = lifecycle.after_deliveries(plan.status, [s.status for s in plan.shipments])
     plan.updated_at = now
     session.flush()
     return plan
 
 
-def _plan(session, plan_id: int, lock: bool = False) -> Plan:
+def _move(session: Session, plan: Plan, action: str) -> None:
+    """One step of the plan's life: its status and its shipments' as `lifecycle` says, and the
+    step's event, if it has one."""
+    after = lifecycle.next_status(plan.status, action, plan.id)
+    for shipment in plan.shipments:
+        shipment.status = lifecycle.shipment_status(shipment.status, plan.status, after)
+    plan.status = after
+    plan.updated_at = datetime.now(UTC)
+    session.flush()  # new shipments get their ids before the event names them
+    event = lifecycle.EVENTS.get(action)
+    if event:
+        events.record(session, outbox, event, plan_event(plan))
+
+
+def _plan(session: Session, plan_id: int, lock: bool = False) -> Plan:
     plan = session.get(Plan, plan_id, with_for_update=lock or None)
     if plan is None:
         raise NotFound(f"no allocation plan {plan_id}")
     return plan
+
+
+def _policy(chosen: dict[str, Any], level: str | None) -> solver.Policy:
+    """The solver's policy from a plan request (or the plan's record of it)."""
+    return solver.Policy(kind=chosen.get("policy") or NEAREST,
+                         max_minutes=chosen.get("max_minutes"),
+                         keep_min=bool(chosen.get("keep_min")), incident_level=level)
+
+
+def _check_on_network(graph: RoadGraph, demands: list[solver.Demand]) -> None:
+    for demand in demands:
+        try:
+            graph.node_index(demand.node)
+        except KeyError:
+            raise InvalidInput(f"site {demand.site!r} is at road node {demand.node!r}, which "
+                               "the current road network does not have",
+                               errors={"sites": [f"{demand.site}: unknown road node "
+                                                 f"{demand.node!r}"]}) from None
+
+
+def _reroute(graph: RoadGraph, shipments: list[Shipment],
+             nodes: dict[str, dict]) -> tuple[dict[int, Route], list[Shipment]]:
+    """The new routes of shipments on the way whose fastest road changed, and the shipments
+    no open road reaches any more."""
+    rerouted, stranded = {}, []
+    for shipment in shipments:
+        if not lifecycle.on_the_way(shipment.status):
+            continue
+        try:
+            route = graph.route(shipment.path[0], nodes[shipment.site]["node"])
+        except (NoRoute, KeyError):  # no open road, or a node the network no longer has
+            stranded.append(shipment)
+            continue
+        if list(route.path) != list(shipment.path):
+            rerouted[shipment.id] = route
+    return rerouted, stranded
+
+
+def _reserve(inventory: Inventory, plan_id: int, lines: list[dict], ttl_s: int) -> dict:
+    return inventory.reserve(f"plan:{plan_id}:hold", lines, ttl_s, f"plan:{plan_id}")
+
+
+def _undo_hold(inventory: Inventory, plan_id: int, lines: list[dict], ttl_s: int) -> bool:
+    """Release whatever hold the plan's request made, if any. False if it cannot be done now."""
+    try:
+        held = _reserve(inventory, plan_id, lines, ttl_s)  # the kept answer, or a new hold
+        inventory.release(held["id"], f"plan:{plan_id}:undo:{held['id']}")
+    except RemoteError as exc:
+        return exc.status < 500  # refused now: nothing was held
+    except (Unavailable, UpstreamTimeout):
+        return False
+    return True
 
 
 def derived_demands(sites: list[dict], items: list[dict], days: int) -> list[dict]:
@@ -444,7 +407,7 @@ def depots(network: Network, sites: list[dict], graph: RoadGraph,
         minimum[rows[keep], cols[keep]] = np.asarray(s["min"])[keep]
     return solver.DepotTable(
         codes=list(w["code"]), node=graph.node_indexes(w["road_node"]),
-        active=np.array([status == "active" for status in w["status"]], dtype=bool),
+        active=np.array([status == ACTIVE for status in w["status"]], dtype=bool),
         in_incident=np.array([t in affected for t in townships.tolist()], dtype=bool),
         township=townships,
         county=np.array([p[1] if len(p) > 1 else None for p in paths], dtype=object),

@@ -12,12 +12,12 @@ from typing import Any
 from allocation_svc import roads
 from allocation_svc.inventory import Inventory, Network
 from allocation_svc.models import Replenishment
+from allocation_svc.permissions import require
 from allocation_svc.roadgraph import NoRoute
+from allocation_svc.vocabulary import ACTIVE, REPLENISHMENT_EXECUTED, REPLENISHMENT_PLANNED
 from shared.auth import Identity
 from shared.db import Database
 from shared.errors import Conflict, NotFound
-
-ROLES = ("admin", "commander")
 
 
 def proposals(network: Network, graph, within: str | None = None,
@@ -31,7 +31,7 @@ def proposals(network: Network, graph, within: str | None = None,
             s["warehouse"], s["item"], s["on_hand"], s["available"], s["min"], s["target"],
             strict=True):
         spare[(row, sku)] = max(0, available - least)
-        if (on_hand < least and w["status"][row] == "active" and (not items or sku in items)
+        if (on_hand < least and w["status"][row] == ACTIVE and (not items or sku in items)
                 and (not within or f"/{within}/" in w["path"][row])):
             below.append((on_hand / least if least else 1.0, row, sku, target - on_hand))
     lines, short = [], []
@@ -66,7 +66,7 @@ def _sources(w: dict[str, list], by_code: dict[str, int], row: int) -> list[int]
     found = []
     for code in reversed(path[:-1]):
         index = by_code.get(code)
-        if index is not None and w["status"][index] == "active" and w["road_node"][index]:
+        if index is not None and w["status"][index] == ACTIVE and w["road_node"][index]:
             found.append(index)
     return found
 
@@ -78,28 +78,28 @@ class Restocking:
     graphs: roads.GraphCache
 
     def propose(self, identity: Identity, data: dict[str, Any]) -> Replenishment:
-        identity.require(*ROLES)
+        require(identity, "replenishment.write")
         with self.db.reading() as session:
             graph = roads.ensure_network(session, self.graphs)
         network = self.inventory.network(data.get("items") or None)
         lines, short = proposals(network, graph, data.get("within"), data.get("items"))
-        replenishment = Replenishment(status="planned", graph_version=graph.version, lines=lines,
-                                      short=short, transfers=[], created_by=identity.actor,
-                                      created_at=datetime.now(UTC))
+        replenishment = Replenishment(status=REPLENISHMENT_PLANNED, graph_version=graph.version,
+                                      lines=lines, short=short, transfers=[],
+                                      created_by=identity.actor, created_at=datetime.now(UTC))
         with self.db.unit_of_work() as session:
             session.add(replenishment)
         return replenishment
 
     def execute(self, identity: Identity, replenishment_id: int) -> Replenishment:
         """Create one transfer per (source, destination); retried safely by their keys."""
-        identity.require(*ROLES)
+        require(identity, "replenishment.write")
         with self.db.reading() as session:
             replenishment = session.get(Replenishment, replenishment_id)
         if replenishment is None:
             raise NotFound(f"no replenishment {replenishment_id}")
-        if replenishment.status == "executed":
+        if replenishment.status == REPLENISHMENT_EXECUTED:
             return replenishment
-        if replenishment.status != "planned":
+        if replenishment.status != REPLENISHMENT_PLANNED:
             raise Conflict(f"replenishment {replenishment_id} is {replenishment.status}")
         groups: dict[tuple[str, str], list[dict]] = {}
         for line in replenishment.lines:
@@ -113,7 +113,7 @@ class Restocking:
             transfers.append({"id": made["id"], "source": source, "destination": destination})
         with self.db.unit_of_work() as session:
             replenishment = session.get(Replenishment, replenishment_id)
-            replenishment.status, replenishment.transfers = "executed", transfers
+            replenishment.status, replenishment.transfers = REPLENISHMENT_EXECUTED, transfers
             replenishment.executed_at = datetime.now(UTC)
         return replenishment
 

@@ -8,6 +8,7 @@ version before it (a copy of the weights) instead of reloading a million rows.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -18,15 +19,16 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from allocation_svc import geojson
+from allocation_svc.inventory import Inventory
 from allocation_svc.models import GraphVersion, RoadEdge, RoadNode, outbox
-from allocation_svc.roadgraph import RoadGraph
-from allocation_svc.roadtable import STATUS_CODES, STATUS_NAMES, RoadTable
+from allocation_svc.permissions import require
+from allocation_svc.roadgraph import NoRoute, RoadGraph
+from allocation_svc.roadtable import DEGRADED, STATUS_CODES, STATUS_NAMES, RoadTable
 from shared import events
 from shared.auth import Identity
+from shared.client import RemoteError
 from shared.errors import Conflict, InvalidInput, NotFound
 
-WRITERS = ("admin",)
-REPORTERS = ("admin", "commander", "integration")
 CHUNK = 20_000
 
 
@@ -36,7 +38,7 @@ def current_version(session: Session) -> int:
 
 def import_roads(session: Session, identity: Identity, doc: dict[str, Any]) -> dict[str, Any]:
     """Replace the whole network with a GeoJSON document; answer the new version."""
-    identity.require(*WRITERS)
+    require(identity, "roads.write")
     try:
         table = geojson.roads_from_geojson(doc)
     except ValueError as exc:
@@ -70,14 +72,15 @@ def replace_network(session: Session, identity: Identity, table: RoadTable) -> d
 
 def report_events(session: Session, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
     """Closures, slow sections and reopenings; one new version for the whole batch."""
-    identity.require(*REPORTERS)
+    require(identity, "roads.report")
     applied = []
     for index, event in enumerate(data["events"]):
         factor = event.get("speed_factor")
-        if event["status"] == "degraded" and factor is None:
+        degraded = STATUS_CODES[event["status"]] == DEGRADED
+        if degraded and factor is None:
             raise InvalidInput("a degraded road needs its speed_factor (0 < f <= 1)",
                                errors={f"events.{index}.speed_factor": ["required when degraded"]})
-        factor = factor if event["status"] == "degraded" else 1.0
+        factor = factor if degraded else 1.0
         changed = session.execute(update(RoadEdge).where(RoadEdge.id == event["edge"]).values(
             status=event["status"], speed_factor=factor, reason=event.get("reason")))
         if changed.rowcount == 0:
@@ -190,3 +193,35 @@ def ensure_network(session: Session, cache: GraphCache) -> RoadGraph:
         return cache.current(session)
     except NotFound:
         raise Conflict("no road network has been imported yet; PUT /api/v1/roads first") from None
+
+
+def route(graph: RoadGraph, inventory: Inventory, origin: str, destination: str) -> dict[str, Any]:
+    """The fastest route on `graph` between two road nodes or warehouse codes; 422 when no open
+    road joins them."""
+    start = _node(graph, inventory, origin, "from")
+    end = _node(graph, inventory, destination, "to")
+    try:
+        found = graph.route(start, end)
+    except NoRoute as exc:
+        raise InvalidInput(f"no open road joins {origin} and {destination}: {exc}",
+                           errors={"to": ["no open road from 'from'"]}) from None
+    return {"graph_version": graph.version, "minutes": found.minutes,
+            "distance_km": found.distance_km, "path": list(found.path),
+            "geometry": {"type": "LineString", "coordinates": found.coordinates}}
+
+
+def _node(graph: RoadGraph, inventory: Inventory, name: str, field: str) -> str:
+    """A road node id as it is, or the road node of the warehouse with that code."""
+    with contextlib.suppress(KeyError):
+        graph.node_index(name)
+        return name
+    try:
+        node = inventory.warehouse(name).get("road_node")
+    except RemoteError as exc:
+        if exc.status != 404:
+            raise
+        node = None
+    if not node:
+        raise InvalidInput(f"{name!r} is neither a road node nor a warehouse with one",
+                           errors={field: ["unknown road node or warehouse code"]})
+    return node

@@ -5,18 +5,14 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
+from allocation_svc.roadtable import STATUS_CODES
+from allocation_svc.vocabulary import INCIDENT_STATUSES, INCIDENT_TYPES, LEVELS, NEAREST, POLICIES
 from shared.schemas import CODE, PageQuery, Quantity, StrictSchema, Text, UtcDateTime, page_schema
-
-LEVELS = ("I", "II", "III", "IV")
-POLICIES = ("nearest", "graded")
-INCIDENT_TYPES = ("flood", "rainstorm", "landslide", "geological", "hail", "snow_ice",
-                  "forest_fire", "fire", "earthquake", "other")
 
 
 class RoadEventIn(StrictSchema):
     edge = Text(64, required=True)
-    status = fields.String(required=True, validate=validate.OneOf(("open", "closed",
-                                                                   "degraded")))
+    status = fields.String(required=True, validate=validate.OneOf(tuple(STATUS_CODES)))
     speed_factor = fields.Float(validate=validate.Range(0.01, 1.0))
     reason = Text(400)
 
@@ -64,7 +60,7 @@ class IncidentPatch(StrictSchema):
     type = fields.String(validate=validate.OneOf(INCIDENT_TYPES))
     level = fields.String(validate=validate.OneOf(LEVELS), allow_none=True)
     title = Text(200, allow_none=True)
-    status = fields.String(validate=validate.OneOf(("open", "closed")))
+    status = fields.String(validate=validate.OneOf(INCIDENT_STATUSES))
     sites = fields.List(fields.Nested(SiteIn), validate=validate.Length(1, 500))
 
 
@@ -90,7 +86,7 @@ class IncidentOut(Schema):
 
 
 class IncidentQuery(PageQuery):
-    status = fields.String(validate=validate.OneOf(("open", "closed")))
+    status = fields.String(validate=validate.OneOf(INCIDENT_STATUSES))
 
 
 class DemandIn(StrictSchema):
@@ -103,7 +99,7 @@ class DemandIn(StrictSchema):
 class AllocationIn(StrictSchema):
     demands = fields.List(fields.Nested(DemandIn), validate=validate.Length(0, 5000))
     population_days = fields.Integer(strict=True, validate=validate.Range(1, 90))
-    policy = fields.String(load_default="nearest", validate=validate.OneOf(POLICIES))
+    policy = fields.String(load_default=NEAREST, validate=validate.OneOf(POLICIES))
     max_minutes = fields.Float(allow_none=True, validate=validate.Range(min=0, min_inclusive=False,
                                                                         max=100_000))
     keep_min = fields.Boolean(load_default=False)

@@ -47,11 +47,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from allocation_svc.roadgraph import RoadGraph, Route, SiteTree
+from allocation_svc.vocabulary import ACTIVE, GRADED, LEVELS, NEAREST, POLICIES, PREFECTURE_LEVELS
 
 COVER = 3  # first candidates per demand: the nearest depots holding COVER x its quantity
 INF = math.inf
-POLICY_KINDS = ("nearest", "graded")
-INCIDENT_LEVELS = ("I", "II", "III", "IV")
 TIER_NAMES = ("own-township", "county", "prefecture")
 UNMET_REASONS = ("no_stock_in_reach", "no_open_road", "beyond_max_minutes")
 
@@ -65,7 +64,7 @@ class Depot:
     level: str = "village"
     township: str | None = None
     county: str | None = None
-    status: str = "active"
+    status: str = ACTIVE
     stock: dict[str, int] = field(default_factory=dict)
     minimum: dict[str, int] = field(default_factory=dict)
     in_incident: bool = False
@@ -89,7 +88,7 @@ class Policy:
     """How depots may be drawn. `graded` follows the township -> county -> prefecture tiers except
     for incident levels I and II, which go straight to the whole prefecture like `nearest`."""
 
-    kind: str = "nearest"
+    kind: str = NEAREST
     max_minutes: float | None = None
     keep_min: bool = False  # depots outside the incident never go below their `min`
     incident_level: str | None = None
@@ -170,7 +169,7 @@ class DepotTable:
         return cls(
             codes=[d.code for d in depots],
             node=graph.node_indexes([d.node for d in depots]),
-            active=np.array([d.status == "active" for d in depots], dtype=bool),
+            active=np.array([d.status == ACTIVE for d in depots], dtype=bool),
             in_incident=np.array([d.in_incident for d in depots], dtype=bool),
             township=np.array([d.township for d in depots], dtype=object),
             county=np.array([d.county for d in depots], dtype=object),
@@ -210,10 +209,10 @@ def solve(
 
 
 def _check(demands: Sequence[Demand], policy: Policy) -> None:
-    if policy.kind not in POLICY_KINDS:
-        raise ValueError(f"policy must be one of {POLICY_KINDS}, got {policy.kind!r}")
-    if policy.incident_level not in (None, *INCIDENT_LEVELS):
-        raise ValueError(f"incident level must be one of {INCIDENT_LEVELS}")
+    if policy.kind not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy.kind!r}")
+    if policy.incident_level not in (None, *LEVELS):
+        raise ValueError(f"incident level must be one of {LEVELS}")
     if policy.max_minutes is not None and not policy.max_minutes > 0:
         raise ValueError("max_minutes must be > 0")
     for d in demands:
@@ -264,7 +263,7 @@ class _Context:
     ) -> None:
         self.graph, self.table, self.demands = graph, table, demands
         self.max_minutes = INF if policy.max_minutes is None else float(policy.max_minutes)
-        self.graded = policy.kind == "graded" and policy.incident_level not in ("I", "II")
+        self.graded = policy.kind == GRADED and policy.incident_level not in PREFECTURE_LEVELS
         self.active = table.active
         self.available: dict[str, np.ndarray] = {}  # per item and depot, >= 0
         self.sendable: dict[str, np.ndarray] = {}  # what each depot may send: active, keep_min

@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared import auth, supervisor  # noqa: E402
+from emsupply import supervisor  # noqa: E402
+from shared import auth  # noqa: E402
 from shared.redis import EmbeddedRedis  # noqa: E402
 
 READ = ("GET", "/api/v1/stock?warehouse=KL-T01&item=TENT", None)

@@ -18,9 +18,9 @@ from pathlib import Path
 import click
 
 from emsupply.token_commands import token
+from shared.auth import TOKEN_ROLES
 from shared.config import ConfigError
 
-ROLES = ("admin", "commander", "keeper", "integration", "viewer")
 DEMO_KEEPER_SCOPE = ("KL",)  # the demo keeper keeps the depots of Kaili City
 TOKENS_FILE = "tokens.json"
 
@@ -118,7 +118,7 @@ def _demo_tokens(data_dir: Path, port: int) -> dict[str, str]:
         return json.loads(path.read_text())
     made = {role: _issue_token(data_dir, role, f"demo-{role}",
                                DEMO_KEEPER_SCOPE if role == "keeper" else ())
-            for role in ROLES}
+            for role in TOKEN_ROLES}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(made, fh, indent=2)
@@ -288,11 +288,8 @@ def import_(kind: str, file: Path, skip_bad: bool, data_dir: Path, url: str | No
     from emsupply import csvio
 
     try:
-        if str(file) == "-":
-            text = sys.stdin.read()
-        else:
-            with open(file, encoding="utf-8-sig", newline="") as fh:
-                text = fh.read()
+        raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+        text, encoding = csvio.decode(raw)
     except (OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"cannot read {file}: {exc}") from None
     client = _suite(data_dir, url, token)
@@ -317,7 +314,7 @@ def import_(kind: str, file: Path, skip_bad: bool, data_dir: Path, url: str | No
     finally:
         client.close()
     skipped = f", {len(plan.bad_lines)} bad skipped" if plan.problems else ""
-    click.echo(f"imported {kind} from {file}: {written} {unit} written, "
+    click.echo(f"imported {kind} from {file} (read as {encoding}): {written} {unit} written, "
                f"{plan.unchanged} unchanged{skipped}")
 
 

@@ -42,6 +42,17 @@ Progress = Callable[[str, int], AbstractContextManager]
 
 # --- columns ---------------------------------------------------------------------------------
 
+def decode(raw: bytes) -> tuple[str, str]:
+    """A file's text and the encoding it was read in: UTF-8 (with or without Excel's BOM), else
+    GB18030, which Excel on a Chinese Windows saves as "CSV"."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8"), "UTF-8 with BOM"
+    try:
+        return raw.decode("utf-8"), "UTF-8"
+    except UnicodeDecodeError:
+        return raw.decode("gb18030"), "GB18030"
+
+
 def _text(raw: str) -> str:
     return raw
 
@@ -83,7 +94,8 @@ class Column:
 
 COLUMNS: dict[str, tuple[Column, ...]] = {
     "warehouses": (Column("code", required=True), Column("name", required=True),
-                   Column("level", required=True), Column("parent"), Column("status"),
+                   Column("name_zh"), Column("level", required=True), Column("parent"),
+                   Column("status"),
                    Column("lon", _number), Column("lat", _number), Column("road_node")),
     "items": (Column("sku", required=True), Column("name", required=True), Column("name_zh"),
               Column("unit", required=True), Column("category"),
@@ -312,7 +324,8 @@ def _plan_warehouses(client: SuiteClient, plan: ImportPlan, rows: Rows) -> None:
             plan.bad(line, "level", f"{code} is a {current['level']} in the suite; a level "
                      "cannot be changed")
             continue
-        change = {k: data[k] for k in ("name", "status", "lon", "lat", "road_node", "parent")
+        change = {k: data[k] for k in ("name", "name_zh", "status", "lon", "lat", "road_node",
+                                          "parent")
                   if k in data and data[k] != current.get(k)}
         if change:
             patches.append(Write("PATCH", f"/api/v1/warehouses/{code}", change, 1))

@@ -54,6 +54,7 @@ _CLOSED_VILLAGE_SHARE = 0.004
 class County(NamedTuple):
     code: str
     name: str
+    name_zh: str
     lon: float  # county seat
     lat: float
     status: int
@@ -63,24 +64,39 @@ class County(NamedTuple):
 # The 16 county-level divisions; which depots are active, building or planned is our assumption
 # (the review gives only the counts 7 / 4 / 5).
 COUNTIES = (
-    County("KL", "Kaili City", 107.98, 26.57, _ACTIVE, 18),
-    County("HP", "Huangping County", 107.92, 26.90, _ACTIVE, 11),
-    County("SB", "Shibing County", 108.12, 27.03, _BUILDING, 8),
-    County("SS", "Sansui County", 108.67, 26.95, _PLANNED, 9),
-    County("ZY", "Zhenyuan County", 108.43, 27.05, _ACTIVE, 12),
-    County("CG", "Cengong County", 108.82, 27.17, _PLANNED, 11),
-    County("TZ", "Tianzhu County", 109.21, 26.91, _ACTIVE, 16),
-    County("JP", "Jinping County", 109.20, 26.68, _BUILDING, 15),
-    County("JH", "Jianhe County", 108.45, 26.72, _BUILDING, 12),
-    County("TJ", "Taijiang County", 108.32, 26.67, _PLANNED, 9),
-    County("LP", "Liping County", 109.14, 26.23, _ACTIVE, 25),
-    County("RJ", "Rongjiang County", 108.52, 25.93, _ACTIVE, 19),
-    County("CJ", "Congjiang County", 108.91, 25.75, _ACTIVE, 21),
-    County("LS", "Leishan County", 108.08, 26.38, _PLANNED, 9),
-    County("MJ", "Majiang County", 107.59, 26.49, _PLANNED, 7),
-    County("DZ", "Danzhai County", 107.79, 26.20, _BUILDING, 7),
+    County("KL", "Kaili City", "凯里市", 107.98, 26.57, _ACTIVE, 18),
+    County("HP", "Huangping County", "黄平县", 107.92, 26.90, _ACTIVE, 11),
+    County("SB", "Shibing County", "施秉县", 108.12, 27.03, _BUILDING, 8),
+    County("SS", "Sansui County", "三穗县", 108.67, 26.95, _PLANNED, 9),
+    County("ZY", "Zhenyuan County", "镇远县", 108.43, 27.05, _ACTIVE, 12),
+    County("CG", "Cengong County", "岑巩县", 108.82, 27.17, _PLANNED, 11),
+    County("TZ", "Tianzhu County", "天柱县", 109.21, 26.91, _ACTIVE, 16),
+    County("JP", "Jinping County", "锦屏县", 109.20, 26.68, _BUILDING, 15),
+    County("JH", "Jianhe County", "剑河县", 108.45, 26.72, _BUILDING, 12),
+    County("TJ", "Taijiang County", "台江县", 108.32, 26.67, _PLANNED, 9),
+    County("LP", "Liping County", "黎平县", 109.14, 26.23, _ACTIVE, 25),
+    County("RJ", "Rongjiang County", "榕江县", 108.52, 25.93, _ACTIVE, 19),
+    County("CJ", "Congjiang County", "从江县", 108.91, 25.75, _ACTIVE, 21),
+    County("LS", "Leishan County", "雷山县", 108.08, 26.38, _PLANNED, 9),
+    County("MJ", "Majiang County", "麻江县", 107.59, 26.49, _PLANNED, 7),
+    County("DZ", "Danzhai County", "丹寨县", 107.79, 26.20, _BUILDING, 7),
 )
-_QDN_DEPOT = ("QDN", "Qiandongnan Prefecture emergency supply reserve", 107.95, 26.60)
+_QDN_DEPOT = ("QDN", "Qiandongnan Prefecture emergency supply reserve", "黔东南州应急物资储备库",
+              107.95, 26.60)
+# Chinese names as the depots are signed: "<prefecture or county>应急物资储备库" for the two top
+# levels, "<place>镇(乡)应急物资储备中心" for a township, "<place>村应急物资储备点" for a village.
+_DEPOT_ZH, _TOWNSHIP_ZH, _VILLAGE_ZH = "应急物资储备库", "应急物资储备中心", "应急物资储备点"
+_TOWN_SHARE = 0.6  # townships that are towns (镇); the rest are rural townships (乡)
+# Syllables common in the place names of Guizhou's Miao and Dong country (乌当, 朗洞, 排调, 高酿,
+# 岩洞, 加榜, 党扭, 南哨, 摆贝, 九门, 八舟, 宰便, 郎德, 古州, 平寨...): a generated place name is
+# one of the first row and one of the second, never the same syllable twice.
+_HEADS = "乌朗排高岩榕加党南摆九八宰郎古大小新老上下龙石平者雅巴格甘翁孟归登长黄青白马兴"
+_TAILS = "寨坪江溪平洞坝口头山场河塘坡冲湾桥屯堡沟岭田坳水哨门洋阳州"
+_PLACES = np.array([h + t for h in _HEADS for t in _TAILS if h != t], dtype=object)
+# Multipliers that step through all of _PLACES (coprime with its size), one drawn per family.
+_STEPS = np.array([k for k in range(1, len(_PLACES)) if math.gcd(k, len(_PLACES)) == 1])
+_NUMERALS = "一二三四五六七八九十"
+_TOWNSHIP_KINDS = ("镇" + _TOWNSHIP_ZH, "乡" + _TOWNSHIP_ZH)
 # The trunk roads between the depot and the county seats as Guizhou's expressways run (one county
 # seat after another along each), and the national roads that close the loops between them.
 _EXPRESSWAYS = (
@@ -162,6 +178,7 @@ class _Layer(NamedTuple):
 
     codes: list[str]
     names: list[str]
+    names_zh: list[str]
     lon: np.ndarray
     lat: np.ndarray
     parent: np.ndarray
@@ -176,17 +193,19 @@ def generate(seed: int = 2023, *, villages: int = 2435, townships: int = 217,
     if villages and not townships:
         raise ValueError("villages need at least one township")
     place = np.random.default_rng([seed, 0])
-    code, name, lon, lat = _QDN_DEPOT
-    prefecture = _Layer([code], [name], np.array([lon]), np.array([lat]), np.array([-1]),
-                        np.array([_ACTIVE], dtype=np.int8))
+    code, name, name_zh, lon, lat = _QDN_DEPOT
+    prefecture = _Layer([code], [name], [name_zh], np.array([lon]), np.array([lat]),
+                        np.array([-1]), np.array([_ACTIVE], dtype=np.int8))
     counties = _Layer(
         [c.code for c in COUNTIES], [f"{c.name} emergency supply depot" for c in COUNTIES],
+        [c.name_zh + _DEPOT_ZH for c in COUNTIES],
         np.array([c.lon for c in COUNTIES]), np.array([c.lat for c in COUNTIES]),
         np.zeros(len(COUNTIES), dtype=np.int64),
         np.array([c.status for c in COUNTIES], dtype=np.int8))
     per_county = _spread(townships, np.array([c.township_weight for c in COUNTIES]))
-    layers = _grow_tree(place, prefecture, counties, [c.name.rsplit(" ", 1)[0] for c in COUNTIES],
-                        per_county, villages, QDN_AREA_KM2, QDN_BOX)
+    layers = _grow_tree(place, np.random.default_rng([seed, 3]), prefecture, counties,
+                        [c.name.rsplit(" ", 1)[0] for c in COUNTIES], per_county, villages,
+                        QDN_AREA_KM2, QDN_BOX)
     return _assemble(seed, layers, QDN_BOX, with_stock, _corridors())
 
 
@@ -221,7 +240,7 @@ def national(warehouses: int = 500_000, seed: int = 2023, with_stock: bool = Fal
     box = (105.0 - 0.8 * height, max(-80.0, 32.0 - height / 2),
            105.0 + 0.8 * height, min(80.0, 32.0 + height / 2))
 
-    place = np.random.default_rng([seed, 10])
+    place, naming = np.random.default_rng([seed, 10]), np.random.default_rng([seed, 13])
     rows = max(1, round(math.sqrt(n_pref / 1.6)))
     cols = math.ceil(n_pref / rows)
     cell = place.choice(rows * cols, n_pref, replace=False)
@@ -232,25 +251,29 @@ def national(warehouses: int = 500_000, seed: int = 2023, with_stock: bool = Fal
     width = max(3, len(str(n_pref)))
     pcodes = [f"P{k:0{width}d}" for k in range(1, n_pref + 1)]
     prefectures = _Layer(pcodes, [f"Prefecture {c} emergency supply reserve" for c in pcodes],
+                         _names_zh(naming, np.array([n_pref]), ("市" + _DEPOT_ZH,)),
                          np.round(plon, 6), np.round(plat, 6), np.full(n_pref, -1),
                          np.zeros(n_pref, dtype=np.int8))
     per_pref = _spread(n_county, place.gamma(4.0, size=n_pref))
     clon, clat = _scatter(place, plon, plat, per_pref, math.sqrt(area / n_pref / math.pi), box)
     ccodes = _child_codes(pcodes, per_pref, "C")
     share = np.array([7, 4, 5]) / 16
-    counties = _Layer(ccodes, [f"County {c} emergency supply depot" for c in ccodes], clon, clat,
+    counties = _Layer(ccodes, [f"County {c} emergency supply depot" for c in ccodes],
+                      _names_zh(naming, per_pref, ("县" + _DEPOT_ZH,)), clon, clat,
                       np.repeat(np.arange(n_pref), per_pref),
                       place.choice(3, n_county, p=share).astype(np.int8))
     per_county = _spread(n_town, place.gamma(4.0, size=n_county))
-    layers = _grow_tree(place, prefectures, counties, ccodes, per_county, n_village, area, box)
+    layers = _grow_tree(place, naming, prefectures, counties, ccodes, per_county, n_village, area,
+                        box)
     return _assemble(seed, layers, box, with_stock, None)
 
 
-def _grow_tree(rng: np.random.Generator, top: _Layer, counties: _Layer, labels: list[str],
-               per_county: np.ndarray, villages: int, area_km2: float,
-               box: tuple[float, ...]) -> list[_Layer]:
+def _grow_tree(rng: np.random.Generator, naming: np.random.Generator, top: _Layer,
+               counties: _Layer, labels: list[str], per_county: np.ndarray, villages: int,
+               area_km2: float, box: tuple[float, ...]) -> list[_Layer]:
     """Townships clustered around their county seat, villages around their township; names
-    carry the county's label (its name, or its code at national scale)."""
+    carry the county's label (its name, or its code at national scale), Chinese names a place
+    name drawn with `naming` (a generator of its own, so that places do not move with names)."""
     n_town = int(per_county.sum())
     tlon, tlat = _scatter(rng, counties.lon, counties.lat, per_county,
                           math.sqrt(area_km2 / len(counties.codes) / math.pi), box)
@@ -258,6 +281,8 @@ def _grow_tree(rng: np.random.Generator, top: _Layer, counties: _Layer, labels: 
     town_county = np.repeat(np.arange(len(labels)), per_county)
     townships = _Layer(tcodes, _names(tcodes, town_county, counties.codes, labels,
                                       "township reserve centre"),
+                       _names_zh(naming, per_county, _TOWNSHIP_KINDS,
+                                 (_TOWN_SHARE, 1 - _TOWN_SHARE)),
                        tlon, tlat, town_county, np.zeros(n_town, dtype=np.int8))
     per_town = _spread(villages, rng.gamma(4.0, size=n_town))
     vlon, vlat = _scatter(rng, tlon, tlat, per_town,
@@ -266,6 +291,7 @@ def _grow_tree(rng: np.random.Generator, top: _Layer, counties: _Layer, labels: 
     status = np.where(rng.random(villages) < _CLOSED_VILLAGE_SHARE, _CLOSED, _ACTIVE)
     village_layer = _Layer(vcodes, _names(vcodes, town_county.repeat(per_town), counties.codes,
                                           labels, "village reserve point"),
+                           _names_zh(naming, per_town, ("村" + _VILLAGE_ZH,)),
                            vlon, vlat, np.repeat(np.arange(n_town), per_town),
                            status.astype(np.int8))
     return [top, counties, townships, village_layer]
@@ -276,6 +302,30 @@ def _names(codes: list[str], county: np.ndarray, county_codes: list[str], labels
     """`KL-T01-V003` of Kaili -> `Kaili village reserve point T01-V003`."""
     return [f"{labels[c]} {kind} {code[len(county_codes[c]) + 1:]}"
             for code, c in zip(codes, county.tolist(), strict=True)]
+
+
+def _names_zh(rng: np.random.Generator, counts: np.ndarray, kinds: tuple[str, ...],
+              share: tuple[float, ...] | None = None) -> list[str]:
+    """Chinese names for consecutive families of `counts[i]` members (a county's townships, a
+    township's villages): a place name from `_PLACES`, distinct within its family, and the kind
+    of place and depot (one of `kinds`, drawn by `share`). Vectorised: member j of a family
+    takes place `shuffle[(offset + j * step) % len(_PLACES)]`, its step coprime with the size,
+    so the first len(_PLACES) members of a family never share one; a family larger still
+    (no real network has one) numbers its later rounds: 乌寨二村."""
+    size, n = len(_PLACES), int(counts.sum())
+    member = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+    offset = np.repeat(rng.integers(size, size=len(counts)), counts)
+    step = np.repeat(rng.choice(_STEPS, len(counts)), counts)
+    place = rng.permutation(size)[(offset + member * step) % size]
+    kind = rng.choice(len(kinds), n, p=share) if len(kinds) > 1 else np.zeros(n, np.int64)
+    full = np.add.outer(_PLACES, np.array(kinds, dtype=object)).ravel()
+    names = full[place * len(kinds) + kind]
+    rounds = member // size
+    for i in np.flatnonzero(rounds).tolist():
+        nth = int(rounds[i]) + 1
+        numeral = _NUMERALS[nth - 1] if nth <= len(_NUMERALS) else str(nth)
+        names[i] = _PLACES[place[i]] + numeral + kinds[kind[i]]
+    return names.tolist()
 
 
 def _spread(total: int, weights: np.ndarray) -> np.ndarray:
@@ -332,14 +382,15 @@ def _assemble(seed: int, layers: list[_Layer], box: tuple[float, ...], with_stoc
     status = np.concatenate([layer.status for layer in layers])
     codes = [c for layer in layers for c in layer.codes]
     names = [c for layer in layers for c in layer.names]
+    names_zh = [c for layer in layers for c in layer.names_zh]
     roads = _roads(np.random.default_rng([seed, 1]), lon, lat, level, parent, box, trunk)
 
     parent_code = [codes[p] if p >= 0 else None for p in parent.tolist()]
     warehouses = [
-        {"code": c, "name": nm, "level": LEVELS[lv], "parent": pc, "status": STATUSES[st],
-         "lon": x, "lat": y, "road_node": node}
-        for c, nm, lv, pc, st, x, y, node in zip(
-            codes, names, level.tolist(), parent_code, status.tolist(), lon.tolist(),
+        {"code": c, "name": nm, "name_zh": zh, "level": LEVELS[lv], "parent": pc,
+         "status": STATUSES[st], "lon": x, "lat": y, "road_node": node}
+        for c, nm, zh, lv, pc, st, x, y, node in zip(
+            codes, names, names_zh, level.tolist(), parent_code, status.tolist(), lon.tolist(),
             lat.tolist(), roads.node_ids[:len(codes)], strict=True)
     ]
     items = [{"sku": s, "name": n, "name_zh": zh, "unit": u, "category": cat,

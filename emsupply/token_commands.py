@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from shared.auth import TOKEN_ROLES
 from shared.errors import EmsupplyError
 
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -35,7 +36,7 @@ def token() -> None:
 
 @token.command()
 @click.option("--role", required=True,
-              type=click.Choice(("admin", "commander", "keeper", "integration", "viewer")))
+              type=click.Choice(TOKEN_ROLES))
 @click.option("--warehouse", "warehouses", multiple=True, metavar="CODE",
               help="a keeper's warehouse (and everything below it); repeat for several")
 @click.option("--name", help="who or what holds the token (shown as the actor in the ledger)")

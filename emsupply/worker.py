@@ -1,4 +1,6 @@
-"""The suite's background work: one outbox relay per service and the webhook dispatcher.
+"""The suite's background work: one outbox relay per service, the webhook dispatcher, and the
+services' housekeeping (holds past their time freed, plans stuck `reserving` settled), so that
+no read has to write and no plan waits on another's leftovers.
 
 `emsupply up` runs it as threads of the supervisor (one of each, so no two relays race in
 practice, though they may: see shared.relay); `python -m emsupply.worker --data-dir DIR` runs it
@@ -12,6 +14,8 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from gateway.options import Options, load_options
@@ -26,15 +30,16 @@ log = logging.getLogger("emsupply.worker")
 class Background:
     def __init__(self, services: dict[str, Settings], gateway: Settings, gateway_url: str,
                  options: Options | None = None, relay_interval_s: float = 0.25,
-                 dispatch_interval_s: float = 0.5):
+                 dispatch_interval_s: float = 0.5, housekeeping_interval_s: float = 5.0):
         from gateway.webhooks import Dispatcher
 
         self.options = options or load_options()
         self.stop_event = threading.Event()
         self.databases: list[Database] = []
         self.relays = []
+        own: dict[str, Database] = {}
         for name, settings in services.items():
-            db = self._database(settings.database_url)
+            db = own[name] = self._database(settings.database_url)
             redis = connect(settings.redis_url) if settings.redis_url else None
             self.relays.append(Relay(name, db, secret=settings.secret, gateway_url=gateway_url,
                                      redis=redis, stream=self.options.stream))
@@ -46,6 +51,10 @@ class Background:
         self.threads.append(threading.Thread(target=self.dispatcher.run,
                                              args=(self.stop_event, dispatch_interval_s),
                                              name="webhooks", daemon=True))
+        self.housekeeping = Housekeeping(_chores(services, own))
+        self.threads.append(threading.Thread(target=self.housekeeping.run,
+                                             args=(self.stop_event, housekeeping_interval_s),
+                                             name="housekeeping", daemon=True))
 
     def _database(self, url: str) -> Database:
         db = Database(url, **({} if url.startswith("sqlite") else {"pool_size": 2}))
@@ -67,6 +76,56 @@ class Background:
         self.dispatcher.close()
         for db in self.databases:
             db.dispose()
+
+
+Chore = Callable[[], int]  # one pass of a housekeeping task; answers how much it did
+
+
+class Housekeeping:
+    """Chores run one after another every interval; one that fails is logged and tried again
+    next time, never taking the others (or the thread) down with it."""
+
+    def __init__(self, chores: dict[str, Chore]):
+        self.chores = chores
+        self.done: dict[str, int] = dict.fromkeys(chores, 0)
+
+    def run_once(self) -> dict[str, int]:
+        counts = {}
+        for name, chore in self.chores.items():
+            try:
+                counts[name] = chore()
+            except Exception as exc:  # a database or service away for a while: next time
+                log.warning("housekeeping %s failed: %s", name, exc.__class__.__name__)
+                continue
+            self.done[name] += counts[name]
+            if counts[name]:
+                log.info("housekeeping %s: %d", name, counts[name])
+        return counts
+
+    def run(self, stop: threading.Event, interval_s: float) -> None:
+        while not stop.is_set():
+            self.run_once()
+            stop.wait(interval_s)
+
+
+def _chores(services: dict[str, Settings], dbs: dict[str, Database]) -> dict[str, Chore]:
+    chores: dict[str, Chore] = {}
+    if "inventory" in dbs:
+        from inventory_svc.expiry import expire_holds
+
+        chores["expire-holds"] = partial(expire_holds, dbs["inventory"])
+    if "allocation" in dbs:
+        from allocation_svc.inventory import HttpInventory
+        from allocation_svc.plans import reconcile
+        from shared.client import ServiceClient
+
+        settings = services["allocation"]
+        inventory = HttpInventory(ServiceClient("inventory", settings.inventory_url,
+                                                settings.secret, connect_timeout=1.0,
+                                                read_timeout=15.0))
+        chores["reconcile-plans"] = partial(reconcile, dbs["allocation"], inventory,
+                                            settings.reservation_ttl_s)
+    return chores
 
 
 def main(argv: list[str] | None = None) -> int:

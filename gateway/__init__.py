@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                options=None) -> Flask:
     """Settings, database, tokens, upstreams, API, glue, auth, rate limits, routes: in order."""
     from gateway import api as gateway_api
-    from gateway import console, events, proxy
+    from gateway import console, events, permissions, proxy
     from gateway.models import idempotency
     from gateway.openapi import Document
     from gateway.options import UPSTREAMS, load_options
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         identity = auth.verify(settings.secret, request.headers, request.method,
                                request.full_path.rstrip("?"), request.get_data(cache=True),
                                settings.signature_max_age_s)
-        if identity.role != "service":
+        if not permissions.may(identity, "events.ingest"):
             raise Forbidden("only a service's relay may send events")
         try:
             data = IngestIn().load(request.get_json(force=True, silent=False))

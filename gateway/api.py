@@ -6,6 +6,7 @@ from flask import Response
 from flask.views import MethodView
 
 from gateway import events, webhooks
+from gateway.permissions import require
 from gateway.schemas import (
     DeliveryPage,
     EventPage,
@@ -30,6 +31,7 @@ class Events(MethodView):
     @events_blp.response(200, EventPage)
     def get(self, query):
         """Events after an id (`after`, or the `cursor` of the previous page), oldest first"""
+        require(current_identity(), "events.read")
         after = max(query.get("after", 0), query["cursor"])
         with context().db.reading() as session:
             rows = events.list_events(session, after, query.get("type"), query["limit"])

@@ -19,12 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.models import Token
-from shared.auth import Identity
+from shared.auth import TOKEN_ROLES, Identity
 from shared.db import Database
 from shared.errors import InvalidInput, NotFound, Unauthenticated
 from shared.schemas import CODE
 
-ROLES = ("admin", "commander", "keeper", "integration", "viewer")
 PREFIX = "ems_"
 
 
@@ -40,9 +39,9 @@ class Issued:
 
 
 def check_grant(role: str, warehouses: tuple[str, ...]) -> None:
-    if role not in ROLES:
-        raise InvalidInput(f"unknown role {role!r} (one of: {', '.join(ROLES)})",
-                           errors={"role": [f"one of {', '.join(ROLES)}"]})
+    if role not in TOKEN_ROLES:
+        raise InvalidInput(f"unknown role {role!r} (one of: {', '.join(TOKEN_ROLES)})",
+                           errors={"role": [f"one of {', '.join(TOKEN_ROLES)}"]})
     if role == "keeper" and not warehouses:
         raise InvalidInput("a keeper's token names the warehouses it may change (--warehouse)",
                            errors={"warehouse": ["required for a keeper"]})

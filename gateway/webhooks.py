@@ -31,6 +31,7 @@ from gateway import metrics
 from gateway.events import last_id
 from gateway.models import Delivery, Event, Webhook
 from gateway.options import Options
+from gateway.permissions import may, require
 from gateway.schemas import ALL
 from shared.auth import Identity
 from shared.db import Database
@@ -52,17 +53,21 @@ def payload(event: Event) -> dict[str, Any]:
 
 # --- the subscriptions, as the API changes them -------------------------------------------
 
-def _managers(identity: Identity) -> None:
-    identity.require("admin", "integration")
-
-
 def _visible(identity: Identity, query):
-    return query if identity.role == "admin" else query.where(
+    return query if may(identity, "webhooks.all") else query.where(
         Webhook.created_by == identity.actor)
 
 
+def _find(session: Session, identity: Identity, hook_id: int, action: str) -> Webhook:
+    require(identity, action)
+    hook = session.scalar(_visible(identity, select(Webhook).where(Webhook.id == hook_id)))
+    if hook is None:
+        raise NotFound(f"no webhook {hook_id}")
+    return hook
+
+
 def create_webhook(session: Session, identity: Identity, data: dict[str, Any]) -> Webhook:
-    _managers(identity)
+    require(identity, "webhooks.write")
     hook = Webhook(url=data["url"], events=sorted(set(data["events"])), secret=data["secret"],
                    description=data.get("description"), active=True, created_by=identity.actor,
                    created_at=datetime.now(UTC),
@@ -73,22 +78,18 @@ def create_webhook(session: Session, identity: Identity, data: dict[str, Any]) -
 
 
 def get_webhook(session: Session, identity: Identity, hook_id: int) -> Webhook:
-    _managers(identity)
-    hook = session.scalar(_visible(identity, select(Webhook).where(Webhook.id == hook_id)))
-    if hook is None:
-        raise NotFound(f"no webhook {hook_id}")
-    return hook
+    return _find(session, identity, hook_id, "webhooks.read")
 
 
 def list_webhooks(session: Session, identity: Identity, limit: int, after: int) -> list[Webhook]:
-    _managers(identity)
+    require(identity, "webhooks.read")
     query = select(Webhook).where(Webhook.id > after).order_by(Webhook.id).limit(limit)
     return list(session.scalars(_visible(identity, query)))
 
 
 def update_webhook(session: Session, identity: Identity, hook_id: int,
                    data: dict[str, Any]) -> Webhook:
-    hook = get_webhook(session, identity, hook_id)
+    hook = _find(session, identity, hook_id, "webhooks.write")
     for key in ("url", "secret", "description"):
         if key in data:
             setattr(hook, key, data[key])
@@ -103,7 +104,7 @@ def update_webhook(session: Session, identity: Identity, hook_id: int,
 
 
 def delete_webhook(session: Session, identity: Identity, hook_id: int) -> None:
-    hook = get_webhook(session, identity, hook_id)
+    hook = _find(session, identity, hook_id, "webhooks.write")
     session.execute(delete(Delivery).where(Delivery.webhook_id == hook.id))
     session.execute(delete(Webhook).where(Webhook.id == hook.id))
 
@@ -119,7 +120,11 @@ def list_deliveries(session: Session, identity: Identity, hook_id: int, limit: i
 # --- delivery ------------------------------------------------------------------------------
 
 class Dispatcher:
-    """Delivers what each due subscription has not had yet; `run` loops until stopped."""
+    """Delivers what each due subscription has not had yet; `run` loops until stopped.
+
+    Deliveries keep a requests session of their own rather than the services' client: they go
+    to any URL a subscriber names (any host, https, a proxy from the environment), not to one
+    base URL of the suite, and carry the subscription's signature, not the suite's identity."""
 
     def __init__(self, db: Database, options: Options | None = None, *, lease_s: float = 60.0,
                  backoff_s: float | None = None, http: requests.Session | None = None):

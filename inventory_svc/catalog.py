@@ -11,13 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from inventory_svc.models import Item, Warehouse
+from inventory_svc.permissions import require
+from inventory_svc.vocabulary import ACTIVE, PARENT_LEVEL, PREFECTURE
 from shared.auth import Identity
-from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.schemas import CODE
-
-LEVELS = ("prefecture", "county", "township", "village")
-STATUSES = ("active", "under_construction", "planned", "closed")
-PARENT_LEVEL = {"county": "prefecture", "township": "county", "village": "township"}
 
 
 def get_warehouse(session: Session, code: str, field: str | None = None) -> Warehouse:
@@ -82,17 +80,6 @@ def _missing(detail: str, field: str | None) -> None:
     raise InvalidInput(detail, errors={field: [detail]})
 
 
-def require_scope(identity: Identity, warehouse: Warehouse, *roles: str) -> None:
-    """Admins (and `roles`) act anywhere; a keeper only on the subtrees named on the token."""
-    if identity.role == "admin" or identity.role in roles:
-        return
-    if identity.role == "keeper":
-        if any(f"/{code}/" in warehouse.path for code in identity.scope):
-            return
-        raise Forbidden(f"warehouse {warehouse.code} is outside this keeper's scope")
-    raise Forbidden(f"role {identity.role!r} may not change stock")
-
-
 def _parent_for(session: Session, level: str, parent_code: str | None) -> Warehouse | None:
     expected = PARENT_LEVEL.get(level)
     if expected is None:
@@ -112,16 +99,17 @@ def _parent_for(session: Session, level: str, parent_code: str | None) -> Wareho
 
 
 def create_warehouse(session: Session, identity: Identity, data: dict[str, Any]) -> Warehouse:
-    identity.require("admin")
+    require(identity, "warehouses.write")
     parent = _parent_for(session, data["level"], data.get("parent"))
     if parent is None and session.scalar(
-            select(func.count()).where(Warehouse.level == "prefecture")):
+            select(func.count()).where(Warehouse.level == PREFECTURE)):
         raise Conflict("there is already a prefecture depot", errors={"level": ["only one"]})
     now = datetime.now(UTC)
     warehouse = Warehouse(
-        code=data["code"], name=data["name"], level=data["level"], parent=parent,
+        code=data["code"], name=data["name"], name_zh=data.get("name_zh"),
+        level=data["level"], parent=parent,
         path=(parent.path if parent else "/") + data["code"] + "/",
-        status=data.get("status", "active"), lon=data.get("lon"), lat=data.get("lat"),
+        status=data.get("status", ACTIVE), lon=data.get("lon"), lat=data.get("lat"),
         road_node=data.get("road_node"), created_at=now, updated_at=now)
     session.add(warehouse)
     try:
@@ -134,7 +122,7 @@ def create_warehouse(session: Session, identity: Identity, data: dict[str, Any])
 
 def update_warehouse(session: Session, identity: Identity, code: str,
                      data: dict[str, Any]) -> Warehouse:
-    identity.require("admin")
+    require(identity, "warehouses.write")
     warehouse = get_warehouse(session, code)
     if "parent" in data and (data["parent"] or None) != (
             warehouse.parent.code if warehouse.parent else None):
@@ -147,7 +135,7 @@ def update_warehouse(session: Session, identity: Identity, code: str,
                         .execution_options(synchronize_session=False))
         session.expire(warehouse, ["path"])  # rewritten by the statement above
         warehouse.parent = parent  # the relationship, not parent_id: it is what is answered
-    for key in ("name", "status", "lon", "lat", "road_node"):
+    for key in ("name", "name_zh", "status", "lon", "lat", "road_node"):
         if key in data:
             setattr(warehouse, key, data[key])
     warehouse.updated_at = datetime.now(UTC)
@@ -168,7 +156,7 @@ def list_warehouses(session: Session, level: str | None, parent: str | None,
 
 
 def create_item(session: Session, identity: Identity, data: dict[str, Any]) -> Item:
-    identity.require("admin")
+    require(identity, "items.write")
     item = Item(**data)
     session.add(item)
     try:

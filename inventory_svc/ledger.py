@@ -22,13 +22,21 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from inventory_svc import catalog
+from inventory_svc.expiry import expire_due
 from inventory_svc.models import Item, Lot, Movement, Stock, Warehouse, outbox
+from inventory_svc.permissions import require
+from inventory_svc.vocabulary import ADJUSTMENT, ISSUE, TRANSFER_IN
 from shared import events
 from shared.auth import Identity
 from shared.errors import Conflict, EmsupplyError, Forbidden, InvalidInput
 from shared.sql import insert_for, locks_rows
 
-KINDS = ("receipt", "issue", "adjustment")
+# The one sign rule of a movement's quantity. Shown as the field's description in the API.
+QUANTITY_RULE = (
+    "A whole number, never 0. In a request, a receipt or an issue gives how much, a positive "
+    "number (its kind says which way the stock goes); an adjustment gives the change itself, "
+    "negative to go down. The ledger's lines and every answer carry the signed change of the "
+    "balance: + in, - out.")
 STOCK, LOTS, MOVEMENTS = Stock.__table__, Lot.__table__, Movement.__table__
 BALANCE = (STOCK.c.id, STOCK.c.on_hand, STOCK.c.reserved, STOCK.c.min, STOCK.c.target)
 
@@ -248,7 +256,7 @@ def _lot_for(conn: Connection, stock_id: int, lot: str, expires_on: date | None,
         existing = conn.execute(_LOT_UNDATED, named).first()
     else:
         existing = conn.execute(_LOT_DATED, {**named, "expires": expires_on}).first()
-    if existing is None and lot and kind != "transfer_in":
+    if existing is None and lot and kind != TRANSFER_IN:
         other = conn.execute(_LOT_OTHER_DATE, named).first()
         if other is not None:
             raise InvalidInput(f"lot {lot!r} already expires on {other.expires_on}",
@@ -327,24 +335,30 @@ def _changed(conn: Connection, posted: Posted, before: int) -> None:
                                                         "target": posted.target})
 
 
+def quantity_error(kind: str, quantity: int) -> str | None:
+    """What breaks QUANTITY_RULE in a requested movement's quantity, or None."""
+    if quantity == 0:
+        return "must not be 0"
+    if quantity < 0 and kind != ADJUSTMENT:
+        return f"must be positive for a {kind} (only an adjustment gives a signed change)"
+    return None
+
+
 def apply(session: Session, identity: Identity, line: dict[str, Any]) -> Posted:
     """One movement of the contract (receipt, issue or adjustment) by a keeper in scope."""
-    warehouse, item = catalog.get_warehouse_and_item(session, line["warehouse"], line["item"])
-    catalog.require_scope(identity, warehouse)
     kind, quantity = line["kind"], line["quantity"]
+    problem = quantity_error(kind, quantity)
+    if problem:
+        raise InvalidInput(f"quantity {problem}", errors={"quantity": [problem]})
+    warehouse, item = catalog.get_warehouse_and_item(session, line["warehouse"], line["item"])
+    require(identity, "stock.move", warehouse)
     common = {"reason": line.get("reason"), "reference": line.get("reference")}
-    if kind == "adjustment" and not common["reason"]:
+    if kind == ADJUSTMENT and not common["reason"]:
         raise InvalidInput("an adjustment needs a reason", errors={"reason": ["required for "
                                                                               "adjustments"]})
-    if kind == "issue" and quantity < 0:
-        raise InvalidInput("an issue takes a positive quantity (only an adjustment may be "
-                           "negative)", errors={"quantity": ["must be positive for an issue"]})
-    if kind == "issue" or (kind == "adjustment" and quantity < 0):
+    if kind == ISSUE or quantity < 0:
         return remove_stock(session, warehouse, item, abs(quantity), kind, identity.actor,
                             lot=line.get("lot"), **common)
-    if quantity <= 0:
-        raise InvalidInput(f"a {kind} takes a positive quantity",
-                           errors={"quantity": ["must be positive"]})
     return add_stock(session, warehouse, item, quantity, kind, identity.actor,
                      lot=line.get("lot") or "", expires_on=line.get("expires_on"), **common)
 
@@ -352,8 +366,6 @@ def apply(session: Session, identity: Identity, line: dict[str, Any]) -> Posted:
 def post_movement(session: Session, identity: Identity, data: dict[str, Any]) -> Posted:
     """One movement. Stock held by a reservation whose time is up is freed and the movement
     tried again, so that an expired hold never stands in the way."""
-    from inventory_svc.reservations import expire_due
-
     try:
         return apply(session, identity, data)
     except InsufficientStock:
@@ -364,8 +376,6 @@ def post_movement(session: Session, identity: Identity, data: dict[str, Any]) ->
 
 def post_batch(session: Session, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
     """Several movements, all or none: the first failure rolls back the whole batch."""
-    from inventory_svc.reservations import expire_due
-
     expire_due(session)
     pairs = []
     for index, line in enumerate(data["lines"]):

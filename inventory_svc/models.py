@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from inventory_svc.vocabulary import ADJUSTMENT, INWARD_KINDS, OUTWARD_KINDS
 from shared.tables import BigId, idempotency_table, outbox_table, service_metadata
 
 
@@ -36,6 +37,7 @@ class Warehouse(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    name_zh: Mapped[str | None] = mapped_column(String(200))
     level: Mapped[str] = mapped_column(String(16), index=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("warehouses.id"), index=True)
     # "/QDN/KL/KL-T01/": the codes from the prefecture down, for subtree and scope checks.
@@ -106,11 +108,22 @@ class Lot(Base):
     on_hand: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+def _one_of(kinds: tuple[str, ...]) -> str:
+    return "kind IN (" + ", ".join(f"'{kind}'" for kind in kinds) + ")"
+
+
+# The sign rule of ledger.QUANTITY_RULE, as the ledger stores it: + in, - out, never 0.
+MOVEMENT_SIGN = (f"({_one_of(INWARD_KINDS)} AND quantity > 0) OR "
+                 f"({_one_of(OUTWARD_KINDS)} AND quantity < 0) OR "
+                 f"(kind = '{ADJUSTMENT}' AND quantity <> 0)")
+
+
 class Movement(Base):
-    """One immutable line of the stock card; `quantity` is signed (+ in, - out)."""
+    """One immutable line of the stock card; `quantity` is the signed change (+ in, - out)."""
 
     __tablename__ = "movements"
-    __table_args__ = (Index("ix_movements_stock_card", "warehouse_id", "item_id", "id"),)
+    __table_args__ = (Index("ix_movements_stock_card", "warehouse_id", "item_id", "id"),
+                      CheckConstraint(MOVEMENT_SIGN, name="signed_as_its_kind"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)

@@ -1,5 +1,5 @@
 """All-or-none holds on stock for a plan: made at once, committed into issues at dispatch,
-released on cancel, and freed by themselves when their time to live runs out."""
+released on cancel, and freed by themselves when their time to live runs out (see expiry)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from inventory_svc import ledger
+from inventory_svc.expiry import expire, expire_due, free, is_overdue
 from inventory_svc.models import Item, Reservation, ReservationLine, Stock, Warehouse
+from inventory_svc.permissions import require
+from inventory_svc.vocabulary import COMMITTED, EXPIRED, HELD, ISSUE, RELEASED
 from shared.auth import Identity
 from shared.errors import Conflict, InvalidInput, NotFound
 
-HELD, COMMITTED, RELEASED, EXPIRED = "held", "committed", "released", "expired"
 MAX_ID = 2**63 - 1
-ROLES = ("admin", "service", "integration")
 
 
 class Shortfall(Conflict):
@@ -25,7 +26,7 @@ class Shortfall(Conflict):
 
 def create_reservation(session: Session, identity: Identity, data: dict[str, Any],
                        ttl_s: int) -> Reservation:
-    identity.require(*ROLES)
+    require(identity, "reservations.create")
     expire_due(session)
     wanted: dict[tuple[str, str], int] = {}
     for line in data["lines"]:
@@ -81,19 +82,25 @@ def get_reservation(session: Session, reservation_id: int, *, lock: bool = False
 
 
 def show_reservation(session: Session, identity: Identity, reservation_id: int) -> Reservation:
-    expire_due(session)
-    return get_reservation(session, reservation_id)
+    """The reservation as it stands now: a hold past its time reads as expired, closed when its
+    time ran out, though the worker may not have freed it yet. The changed copy is taken out of
+    the session first, so that a read writes nothing."""
+    reservation = get_reservation(session, reservation_id)
+    if is_overdue(reservation):
+        session.expunge(reservation)
+        expire(reservation)
+    return reservation
 
 
 def commit_reservation(session: Session, identity: Identity, reservation_id: int) -> Reservation:
     """Turn the hold into issues (stock leaves the depots), earliest expiry first."""
-    identity.require(*ROLES)
+    require(identity, "reservations.commit")
     reservation = _open(session, reservation_id)
     for line in reservation.lines:
         if not line.quantity:  # released in part down to nothing: nothing leaves
             continue
         ledger.remove_stock(session, session.get(Warehouse, line.stock.warehouse_id),
-                            session.get(Item, line.stock.item_id), line.quantity, "issue",
+                            session.get(Item, line.stock.item_id), line.quantity, ISSUE,
                             identity.actor, reason="reservation committed",
                             reference=reservation.reference or f"reservation:{reservation.id}",
                             from_reserved=True)
@@ -103,8 +110,8 @@ def commit_reservation(session: Session, identity: Identity, reservation_id: int
 def release_reservation(session: Session, identity: Identity, reservation_id: int,
                         data: dict[str, Any] | None = None) -> Reservation:
     """Free the hold, or only the `lines` given (a plan re-sourcing a shipment cut off)."""
-    identity.require(*ROLES)
-    reservation = get_reservation(session, reservation_id, lock=True)
+    require(identity, "reservations.release")
+    reservation = _settled(session, get_reservation(session, reservation_id, lock=True))
     if reservation.status in (RELEASED, EXPIRED):
         return reservation
     if reservation.status == COMMITTED:
@@ -124,37 +131,25 @@ def release_reservation(session: Session, identity: Identity, reservation_id: in
                                errors={f"lines.{index}.quantity": ["more than is held"]})
         freed[line.stock_id] = freed.get(line.stock_id, 0) + part["quantity"]
         line.quantity -= part["quantity"]
-    _free(session, freed)
+    free(session, freed)
     if all(line.quantity == 0 for line in reservation.lines):
         _close(reservation, RELEASED)
     session.flush()
     return reservation
 
 
-def expire_due(session: Session, now: datetime | None = None) -> int:
-    """Free every hold whose time is up. Cheap when there is none (an indexed look-up)."""
-    now = now or datetime.now(UTC)
-    due = select(Reservation).where(Reservation.status == HELD, Reservation.expires_at <= now)
-    if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True, of=Reservation)
-    expired = list(session.scalars(due))
-    freed: dict[int, int] = {}
-    for reservation in expired:
-        for line in reservation.lines:
-            freed[line.stock_id] = freed.get(line.stock_id, 0) + line.quantity
-        _close(reservation, EXPIRED, now)
-    _free(session, freed)  # all balances at once, in stock order: no deadlock with others
-    if expired:
+def _settled(session: Session, reservation: Reservation) -> Reservation:
+    """The (locked) reservation, expired here and now if its time is up: a write answers what a
+    read would have shown, whether or not the worker has come by yet."""
+    if is_overdue(reservation):
+        _unhold(session, reservation)
+        expire(reservation)
         session.flush()
-    return len(expired)
+    return reservation
 
 
 def _open(session: Session, reservation_id: int) -> Reservation:
-    reservation = get_reservation(session, reservation_id, lock=True)
-    if reservation.status == HELD and _aware(reservation.expires_at) <= datetime.now(UTC):
-        _unhold(session, reservation)
-        _close(reservation, EXPIRED)
-        session.flush()
+    reservation = _settled(session, get_reservation(session, reservation_id, lock=True))
     if reservation.status != HELD:
         raise Conflict(f"reservation {reservation_id} is {reservation.status}, not held",
                        extra={"reservation_status": reservation.status})
@@ -162,22 +157,10 @@ def _open(session: Session, reservation_id: int) -> Reservation:
 
 
 def _unhold(session: Session, reservation: Reservation) -> None:
-    _free(session, {line.stock_id: line.quantity for line in reservation.lines})
+    free(session, {line.stock_id: line.quantity for line in reservation.lines})
 
 
-def _free(session: Session, quantities: dict[int, int]) -> None:
-    """Lower `reserved` by {stock id: quantity}, in stock id order (the one lock order)."""
-    for stock_id in sorted(quantities):
-        if quantities[stock_id]:
-            session.execute(update(Stock).where(Stock.id == stock_id)
-                            .values(reserved=Stock.reserved - quantities[stock_id]))
-
-
-def _close(reservation: Reservation, status: str, now: datetime | None = None) -> Reservation:
+def _close(reservation: Reservation, status: str) -> Reservation:
     reservation.status = status
-    reservation.closed_at = now or datetime.now(UTC)
+    reservation.closed_at = datetime.now(UTC)
     return reservation
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from inventory_svc.catalog import LEVELS, STATUSES
-from inventory_svc.ledger import KINDS
+from inventory_svc.ledger import QUANTITY_RULE, quantity_error
+from inventory_svc.vocabulary import (
+    ACTIVE,
+    LEVELS,
+    POSTED_KINDS,
+    TRANSFER_STATUSES,
+    WAREHOUSE_STATUSES,
+)
 from shared.schemas import (
     CODE,
     MAX_QUANTITY,
@@ -21,9 +27,10 @@ from shared.schemas import (
 class WarehouseIn(StrictSchema):
     code = fields.String(required=True, validate=CODE)
     name = Text(200, required=True)
+    name_zh = Text(200, allow_none=True)
     level = fields.String(required=True, validate=validate.OneOf(LEVELS))
     parent = fields.String(allow_none=True, validate=CODE)
-    status = fields.String(load_default="active", validate=validate.OneOf(STATUSES))
+    status = fields.String(load_default=ACTIVE, validate=validate.OneOf(WAREHOUSE_STATUSES))
     lon = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
     lat = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     road_node = Text(64, allow_none=True)
@@ -31,8 +38,9 @@ class WarehouseIn(StrictSchema):
 
 class WarehousePatch(StrictSchema):
     name = Text(200)
+    name_zh = Text(200, allow_none=True)
     parent = fields.String(allow_none=True, validate=CODE)
-    status = fields.String(validate=validate.OneOf(STATUSES))
+    status = fields.String(validate=validate.OneOf(WAREHOUSE_STATUSES))
     lon = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
     lat = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     road_node = Text(64, allow_none=True)
@@ -41,6 +49,7 @@ class WarehousePatch(StrictSchema):
 class WarehouseOut(Schema):
     code = fields.String()
     name = fields.String()
+    name_zh = fields.String(allow_none=True)
     level = fields.String()
     parent = fields.Function(lambda w: w.parent.code if w.parent else None)
     status = fields.String()
@@ -54,7 +63,7 @@ class WarehouseOut(Schema):
 class WarehouseQuery(PageQuery):
     level = fields.String(validate=validate.OneOf(LEVELS))
     parent = fields.String(validate=CODE)
-    status = fields.String(validate=validate.OneOf(STATUSES))
+    status = fields.String(validate=validate.OneOf(WAREHOUSE_STATUSES))
 
 
 class ItemIn(StrictSchema):
@@ -77,16 +86,23 @@ class ItemOut(ItemIn):
 class MovementIn(StrictSchema):
     warehouse = fields.String(required=True, validate=CODE)
     item = fields.String(required=True, validate=CODE)
-    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    kind = fields.String(required=True, validate=validate.OneOf(POSTED_KINDS))
     quantity = fields.Integer(
         required=True, strict=True,
-        validate=[validate.Range(-MAX_QUANTITY, MAX_QUANTITY),
-                  validate.NoneOf([0], error="must not be 0")],
-        metadata={"description": "positive; an adjustment may be negative"})
+        validate=validate.Range(-MAX_QUANTITY, MAX_QUANTITY),
+        metadata={"description": QUANTITY_RULE})
     lot = Text(64)
     expires_on = fields.Date()
     reason = Text(400)
     reference = Text(200)
+
+    @validates_schema(skip_on_field_errors=False)
+    def _signed_as_its_kind(self, data, **kwargs):
+        """QUANTITY_RULE, checked with the other fields (those that failed are not in `data`)."""
+        if "kind" in data and "quantity" in data:
+            problem = quantity_error(data["kind"], data["quantity"])
+            if problem:
+                raise ValidationError(problem, field_name="quantity")
 
 
 class MovementBatchIn(StrictSchema):
@@ -250,7 +266,7 @@ class TransferOut(Schema):
 
 class TransferQuery(PageQuery):
     warehouse = fields.String(validate=CODE)
-    status = fields.String(validate=validate.OneOf(("in_transit", "received")))
+    status = fields.String(validate=validate.OneOf(TRANSFER_STATUSES))
 
 
 class ReservationLineIn(StrictSchema):

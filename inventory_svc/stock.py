@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inventory_svc import catalog, ledger, reservations
+from inventory_svc import catalog, ledger
+from inventory_svc.expiry import expire_due, live_reserved
 from inventory_svc.models import Item, Stock, Warehouse
+from inventory_svc.permissions import require
+from inventory_svc.vocabulary import ADJUSTMENT
 from shared.auth import Identity
 from shared.errors import InvalidInput
 
 
+@dataclass(frozen=True)
+class Balance:
+    """A balance as a read answers it: holds past their time no longer count in `reserved`."""
+
+    id: int
+    warehouse: Warehouse
+    item: Item
+    on_hand: int
+    reserved: int
+    min: int
+    target: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
 def list_stock(session: Session, warehouse: str | None, item: str | None, subtree: bool,
-               below_min: bool, limit: int, after: int) -> list[Stock]:
-    reservations.expire_due(session)
-    query = (select(Stock).join(Stock.warehouse).where(Stock.id > after).order_by(Stock.id)
-             .limit(limit))
+               below_min: bool, limit: int, after: int) -> list[Balance]:
+    overdue, reserved = live_reserved()
+    query = (select(Stock, reserved).join(Stock.warehouse)
+             .outerjoin(overdue, overdue.c.stock_id == Stock.id)
+             .where(Stock.id > after).order_by(Stock.id).limit(limit))
     if warehouse:
         root = catalog.get_warehouse(session, warehouse, "warehouse")
         query = query.where(Warehouse.path.startswith(root.path, autoescape=True) if subtree
@@ -26,12 +48,12 @@ def list_stock(session: Session, warehouse: str | None, item: str | None, subtre
         query = query.where(Stock.item_id == catalog.get_item(session, item, "item").id)
     if below_min:
         query = query.where(Stock.on_hand < Stock.min)
-    return list(session.scalars(query))
+    return [Balance(stock.id, stock.warehouse, stock.item, stock.on_hand, live, stock.min,
+                    stock.target) for stock, live in session.execute(query)]
 
 
 def summary(session: Session, item: str | None, by: str) -> list[dict[str, Any]]:
     """Totals over the whole network, per level or per county (a county's whole subtree)."""
-    reservations.expire_due(session)
     if by == "county":
         # The second segment of "/QDN/KL/..." is the county; the prefecture depot stands alone.
         postgres = session.get_bind().dialect.name == "postgresql"
@@ -39,9 +61,11 @@ def summary(session: Session, item: str | None, by: str) -> list[dict[str, Any]]
                               _segment(Warehouse.path, 1, postgres))
     else:
         group = Warehouse.level
-    query = (select(group.label("group"), Item.sku, func.sum(Stock.on_hand),
-                    func.sum(Stock.reserved), func.sum(Stock.min), func.count())
+    overdue, reserved = live_reserved()
+    query = (select(group.label("group"), Item.sku, func.sum(Stock.on_hand), func.sum(reserved),
+                    func.sum(Stock.min), func.count())
              .select_from(Stock).join(Stock.warehouse).join(Stock.item)
+             .outerjoin(overdue, overdue.c.stock_id == Stock.id)
              .group_by(group, Item.sku).order_by(group, Item.sku))
     if item:
         query = query.where(Item.sku == catalog.get_item(session, item, "item").sku)
@@ -63,7 +87,7 @@ def _segment(path, index: int, postgres: bool):
 
 def set_levels(session: Session, identity: Identity, code: str,
                data: dict[str, Any]) -> dict[str, list[Stock]]:
-    identity.require("admin", "commander")
+    require(identity, "levels.write")
     warehouse = catalog.get_warehouse(session, code)
     items = []
     for index, level in enumerate(data["levels"]):
@@ -85,7 +109,7 @@ def set_levels(session: Session, identity: Identity, code: str,
 def stocktake(session: Session, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
     """Post an adjustment for every counted difference; what matches is left alone."""
     warehouse = catalog.get_warehouse(session, data["warehouse"], "warehouse")
-    catalog.require_scope(identity, warehouse)
+    require(identity, "stocktake", warehouse)
     items, seen = [], set()
     for index, count in enumerate(data["counts"]):
         if count["item"] in seen:
@@ -93,7 +117,7 @@ def stocktake(session: Session, identity: Identity, data: dict[str, Any]) -> dic
                                errors={f"counts.{index}.item": ["counted twice"]})
         seen.add(count["item"])
         items.append(catalog.get_item(session, count["item"], f"counts.{index}.item"))
-    reservations.expire_due(session)
+    expire_due(session)
     # Locked before they are read: what is counted against cannot change under the count.
     ids = ledger.lock_balances(session, [(warehouse, item) for item in items])
     differences = []
@@ -107,7 +131,7 @@ def stocktake(session: Session, identity: Identity, data: dict[str, Any]) -> dic
                 raise InvalidInput(f"{item.sku} is perishable: a surplus needs its expiry date",
                                    errors={f"{field}.expires_on": ["required for a perishable "
                                                                    "surplus"]})
-            ledger.add_stock(session, warehouse, item, delta, "adjustment", identity.actor,
+            ledger.add_stock(session, warehouse, item, delta, ADJUSTMENT, identity.actor,
                              reason=reason, reference=data.get("reference"),
                              expires_on=count.get("expires_on"), lot=count.get("lot") or "")
         elif delta < 0:
@@ -116,7 +140,7 @@ def stocktake(session: Session, identity: Identity, data: dict[str, Any]) -> dic
                     f"{item.sku}: counted {count['counted']} but {stock.reserved} are held for "
                     "plans; release them first",
                     errors={f"{field}.counted": [f"below the {stock.reserved} held"]})
-            ledger.remove_stock(session, warehouse, item, -delta, "adjustment", identity.actor,
+            ledger.remove_stock(session, warehouse, item, -delta, ADJUSTMENT, identity.actor,
                                 reason=reason, reference=data.get("reference"),
                                 from_reserved=False)
         if delta:

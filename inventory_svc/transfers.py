@@ -9,25 +9,27 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inventory_svc import catalog, ledger, reservations
+from inventory_svc import catalog, ledger
+from inventory_svc.expiry import expire_due
 from inventory_svc.models import Transfer, TransferLine, outbox
+from inventory_svc.permissions import require
+from inventory_svc.vocabulary import CLOSED, IN_TRANSIT, RECEIVED, TRANSFER_IN, TRANSFER_OUT
 from shared import events
 from shared.auth import Identity
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.sql import locks_rows
 
-IN_TRANSIT, RECEIVED = "in_transit", "received"
 MAX_ID = 2**63 - 1
 
 
 def create_transfer(session: Session, identity: Identity, data: dict[str, Any]) -> Transfer:
     source = catalog.get_warehouse(session, data["source"], "source")
     destination = catalog.get_warehouse(session, data["destination"], "destination")
-    catalog.require_scope(identity, source, "commander", "service")
+    require(identity, "transfers.create", source)
     if source.id == destination.id:
         raise InvalidInput("source and destination are the same warehouse",
                            errors={"destination": ["must differ from source"]})
-    if destination.status == "closed":
+    if destination.status == CLOSED:
         raise Conflict(f"{destination.code} is closed", errors={"destination": ["closed"]})
     transfer = Transfer(source=source, destination=destination, status=IN_TRANSIT,
                         reference=data.get("reference"), created_by=identity.actor,
@@ -37,11 +39,11 @@ def create_transfer(session: Session, identity: Identity, data: dict[str, Any]) 
     reference = f"transfer:{transfer.id}"
     merged = _merged(data["lines"])
     items = {sku: catalog.get_item(session, sku, "lines.item") for sku in merged}
-    reservations.expire_due(session)
+    expire_due(session)
     ledger.lock_balances(session, [(source, item) for item in items.values()])
     for sku, quantity in merged.items():
         item = items[sku]
-        posted = ledger.remove_stock(session, source, item, quantity, "transfer_out",
+        posted = ledger.remove_stock(session, source, item, quantity, TRANSFER_OUT,
                                      identity.actor, reason=data.get("reason"),
                                      reference=reference)
         lots = [{"lot": m.lot, "expires_on": m.expires_on.isoformat() if m.expires_on else None,
@@ -55,7 +57,7 @@ def create_transfer(session: Session, identity: Identity, data: dict[str, Any]) 
 def receive_transfer(session: Session, identity: Identity, transfer_id: int,
                      data: dict[str, Any]) -> Transfer:
     transfer = get_transfer(session, transfer_id, lock=True)
-    catalog.require_scope(identity, transfer.destination)
+    require(identity, "transfers.receive", transfer.destination)
     if transfer.status != IN_TRANSIT:
         raise Conflict(f"transfer {transfer_id} was already received")
     counted = {line["item"]: line for line in data.get("lines") or []}
@@ -79,7 +81,7 @@ def receive_transfer(session: Session, identity: Identity, transfer_id: int,
         line.shortfall_reason = (count or {}).get("reason") if received < line.quantity else None
         for lot in _arriving(line.lots, received):
             ledger.add_stock(session, transfer.destination, line.item, lot["quantity"],
-                             "transfer_in", identity.actor, lot=lot["lot"],
+                             TRANSFER_IN, identity.actor, lot=lot["lot"],
                              expires_on=date.fromisoformat(lot["expires_on"])
                              if lot["expires_on"] else None,
                              reason=line.shortfall_reason, reference=reference)

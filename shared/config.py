@@ -67,17 +67,44 @@ def _service_url(env: Mapping[str, str], name: str, default: str) -> str:
     return raw.rstrip("/")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def _bounded(env: Mapping[str, str], name: str, default, low, high, parse, what: str):
+    """Unset or empty is the default; anything else must parse and lie within the bounds."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} must be a whole number") from None
+        raise ConfigError(f"{name}={raw!r} must be {what}") from None
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} must be between {low} and {high}")
     return value
+
+
+def whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A whole number from `low` to `high`; `default` when the variable is unset or empty."""
+    return _bounded(env, name, default, low, high, int, "a whole number")
+
+
+def seconds(env: Mapping[str, str], name: str, default: float, low: float,
+            high: float) -> float:
+    """A duration in seconds from `low` to `high`; `default` when unset or empty."""
+    return _bounded(env, name, default, low, high, float, "a number of seconds")
+
+
+def service_names(env: Mapping[str, str], name: str,
+                  known: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated choice among `known`: all of them when the variable is unset, none
+    when it is set empty."""
+    raw = env.get(name)
+    if raw is None:
+        return known
+    chosen = tuple(n.strip() for n in raw.split(",") if n.strip())
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise ConfigError(f"{name} names unknown services {unknown} "
+                          f"(known: {', '.join(known)})")
+    return chosen
 
 
 def load_settings(service: str, env: Mapping[str, str] | None = None,
@@ -92,7 +119,7 @@ def load_settings(service: str, env: Mapping[str, str] | None = None,
         secret = _local_secret(directory)
     elif len(secret) < 16:
         raise ConfigError("EMSUPPLY_SECRET must be at least 16 characters")
-    port = _int(env, "EMSUPPLY_PORT", DEFAULT_PORT, 1, 65533)
+    port = whole(env, "EMSUPPLY_PORT", DEFAULT_PORT, 1, 65533)
     return Settings(
         service=service,
         database_url=_database_url(env, service, directory),
@@ -101,8 +128,8 @@ def load_settings(service: str, env: Mapping[str, str] | None = None,
         redis_url=_redis_url(env),
         inventory_url=_service_url(env, "EMSUPPLY_INVENTORY_URL", f"http://127.0.0.1:{port + 1}"),
         allocation_url=_service_url(env, "EMSUPPLY_ALLOCATION_URL", f"http://127.0.0.1:{port + 2}"),
-        signature_max_age_s=_int(env, "EMSUPPLY_SIGNATURE_MAX_AGE", 60, 5, 3600),
-        reservation_ttl_s=_int(env, "EMSUPPLY_RESERVATION_TTL", 900, 1, 7 * 86400),
+        signature_max_age_s=whole(env, "EMSUPPLY_SIGNATURE_MAX_AGE", 60, 5, 3600),
+        reservation_ttl_s=whole(env, "EMSUPPLY_RESERVATION_TTL", 900, 1, 7 * 86400),
     )
 
 

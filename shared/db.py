@@ -72,13 +72,16 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A session for reads only: nothing it does is committed.
+        """A session for reads only: nothing it does is committed, and on PostgreSQL its
+        transaction is READ ONLY, so that a read that tries to write fails loudly instead.
 
         Closing (not rolling back) ends the transaction without expiring what was loaded, so
         the objects read can still be dumped after the block, as handlers returning them do.
         """
         session = self.sessions()
         try:
+            if self.is_postgres:  # set before BEGIN, and reset when the connection is returned
+                session.connection(execution_options={"postgresql_readonly": True})
             yield session
         finally:
             session.close()

@@ -11,6 +11,8 @@ from typing import Any
 
 PROBLEM_BASE = "https://emsupply.example/problems/"
 log = logging.getLogger(__name__)
+# What a client is told to wait when the database is down or saturated (Retry-After, seconds).
+DATABASE_RETRY_AFTER_S = 5
 
 
 class EmsupplyError(Exception):
@@ -98,6 +100,8 @@ def _is_message_list(value: Any) -> bool:
 def register_error_handlers(app) -> None:
     """Map every failure of a Flask app to problem+json. The only place this happens."""
     from flask import g, jsonify, request
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
     from werkzeug.exceptions import HTTPException
 
     def respond(body: dict, status: int, headers: dict | None = None):
@@ -139,6 +143,17 @@ def register_error_handlers(app) -> None:
         if status == 405 and getattr(exc, "valid_methods", None):
             headers["Allow"] = ", ".join(exc.valid_methods)
         return respond(problem(status, exc.name, detail, errors=errors), status, headers)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def on_database_down(exc: Exception):
+        # The database went away or is saturated: nothing was written (the unit of work rolled
+        # back), and the same call is safe to send again once it is back.
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        detail = "the database is unavailable or busy; nothing was changed, retry shortly"
+        return respond(problem(503, "Service unavailable", detail, slug="unavailable"), 503,
+                       {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
 
     @app.errorhandler(Exception)
     def on_unexpected(exc: Exception):

@@ -111,10 +111,11 @@ class Relay:
     def _to_gateway(self, events: list[dict[str, Any]]) -> None:
         body = json.dumps({"source": self.service, "events": events},
                           separators=(",", ":")).encode()
-        answer = self.gateway.send("POST", INGEST_PATH, self.identity, body)
-        if answer.status_code != 200:
-            raise EmsupplyError(f"the gateway refused the events ({answer.status_code}): "
-                                f"{answer.text[:200]}")
+        answer = self.gateway.forward("POST", INGEST_PATH, self.identity, body,
+                                      {"Content-Type": "application/json"})
+        if answer.status != 200:
+            raise EmsupplyError(f"the gateway refused the events ({answer.status}): "
+                                f"{answer.data[:200].decode(errors='replace')}")
 
     def _to_stream(self, events: list[dict[str, Any]]) -> None:
         pipe = self.redis.pipeline(transaction=True)

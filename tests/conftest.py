@@ -3,19 +3,18 @@ always; PostgreSQL wherever EMSUPPLY_TEST_PG_URL names a server), apps and signe
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 
 import pytest
+from harness import SECRET, Caller, fresh_pg_schema, migrated
 from sqlalchemy import create_engine, text
 
-from shared import auth
 from shared.config import load_settings
-from shared.db import Database
-from shared.migrate import upgrade
 
-SECRET = "test-secret-0123456789abcdef"
+# The caller and the schema reset live in harness.py (the gateway's tests share them); tests
+# that import them from here keep doing so.
+__all__ = ["SECRET", "Caller", "fresh_pg_schema"]
 PG_URL = os.environ.get("EMSUPPLY_TEST_PG_URL", "")
 
 
@@ -64,14 +63,6 @@ def worker_id(request):
     return getattr(request.config, "workerinput", {}).get("workerid", "main")
 
 
-def fresh_pg_schema(url: str, package: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    upgrade(package, url)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path):
     """Each API test runs on SQLite, and on PostgreSQL when a server is configured."""
@@ -88,50 +79,9 @@ def settings_for(tmp_path):
     return make
 
 
-class Caller:
-    """A test client that signs the identity headers the way the gateway does."""
-
-    def __init__(self, client, secret: str = SECRET):
-        self.client = client
-        self.secret = secret
-        self.identity = auth.Identity("tester", "admin")
-
-    def as_(self, role: str, *scope: str, actor: str | None = None) -> Caller:
-        other = Caller(self.client, self.secret)
-        other.identity = auth.Identity(actor or f"{role}-1", role, tuple(scope))
-        return other
-
-    def call(self, method: str, path: str, json_body=None, headers=None, raw: bytes | None = None):
-        body = raw if raw is not None else (b"" if json_body is None else
-                                            json.dumps(json_body).encode())
-        signed = auth.sign(self.secret, self.identity, method, path, body)
-        all_headers = {**signed, **(headers or {})}
-        if body:
-            all_headers.setdefault("Content-Type", "application/json")
-        return self.client.open(path, method=method, data=body, headers=all_headers)
-
-    def get(self, path, **kw):
-        return self.call("GET", path, **kw)
-
-    def post(self, path, json_body=None, **kw):
-        return self.call("POST", path, json_body, **kw)
-
-    def put(self, path, json_body=None, **kw):
-        return self.call("PUT", path, json_body, **kw)
-
-    def patch(self, path, json_body=None, **kw):
-        return self.call("PATCH", path, json_body, **kw)
-
-
 @pytest.fixture
 def inventory_db(db_url):
-    if db_url.startswith("postgresql"):
-        fresh_pg_schema(db_url, "inventory_svc")
-    else:
-        upgrade("inventory_svc", db_url)
-    database = Database(db_url)
-    yield database
-    database.dispose()
+    yield from migrated("inventory_svc", db_url)
 
 
 @pytest.fixture
@@ -151,22 +101,19 @@ def allocation_db(tmp_path, db_url, request):
     """On the same kind of database as the inventory of the test."""
     if db_url.startswith("postgresql"):
         url = request.getfixturevalue("pg_allocation_database")
-        fresh_pg_schema(url, "allocation_svc")
     else:
         url = f"sqlite:///{tmp_path / 'allocation.sqlite'}"
-        upgrade("allocation_svc", url)
-    database = Database(url)
-    yield database
-    database.dispose()
+    yield from migrated("allocation_svc", url)
 
 
 @pytest.fixture
 def allocation_app(allocation_db, inventory_app, settings_for):
+    """The allocation service, reaching the inventory app in this process."""
     from allocation_svc import create_app
-    from emsupply.suite import InProcessTransport
-    from shared.client import ServiceClient
+    from shared.client import InProcessTransport, ServiceClient
 
-    client = InProcessTransport("inventory", inventory_app, SECRET).as_client(ServiceClient)
+    client = ServiceClient("inventory", "http://in-process", SECRET,
+                           transport=InProcessTransport(inventory_app))
     return create_app(settings_for("allocation", allocation_db.url), allocation_db, client)
 
 

@@ -66,7 +66,9 @@ class Routes(MethodView):
     @blp.response(200, RouteOut)
     def get(self, query):
         """The fastest route between two road nodes or warehouse codes; 422 when none"""
-        return allocation().route(query["from_"], query["to"])
+        with context().db.reading() as session:
+            graph = roads.ensure_network(session, allocation().graphs)
+        return roads.route(graph, allocation().inventory, query["from_"], query["to"])
 
 
 @blp.route("/incidents")

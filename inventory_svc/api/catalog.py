@@ -49,7 +49,7 @@ class WarehouseByCode(MethodView):
     @blp.arguments(WarehousePatch)
     @blp.command(WarehouseOut, 200)
     def patch(self, session, identity, data, code):
-        """Change a warehouse's name, status, place or parent (admin)"""
+        """Change a warehouse's names, status, place or parent (admin)"""
         return catalog.update_warehouse(session, identity, code, data)
 
 

@@ -71,7 +71,7 @@ class ReservationById(MethodView):
     @blp.response(200, ReservationOut)
     def get(self, reservation_id):
         """One reservation (an expired hold shows as expired)"""
-        with context().db.unit_of_work() as session:
+        with context().db.reading() as session:
             return reservations.show_reservation(session, current_identity(), reservation_id)
 
 

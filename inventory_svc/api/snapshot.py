@@ -27,5 +27,5 @@ class Snapshot(MethodView):
     @blp.response(200, SnapshotOut)
     def get(self, query):
         """Every warehouse (code, level, path, status, road node) and balance, as columns"""
-        with context().db.unit_of_work() as session:
+        with context().db.reading() as session:
             return snapshot.snapshot(session, query["item"])

@@ -24,8 +24,7 @@ from shared.web import Blueprint, context
 
 blp = Blueprint("stock", __name__, url_prefix="/api/v1",
                 description="Balances, the ledger (stock card), stocktakes and levels")
-# Schemas are built once: webargs would build a new one for every request from a class.
-POSTED, BATCH, COUNTED, LEVELS = PostedOut(), BatchOut(), StocktakeOut(), LevelsOut()
+# Argument schemas are given built: webargs would build a new one for every request from a class.
 
 
 @blp.route("/stock")
@@ -34,7 +33,7 @@ class Stock(MethodView):
     @blp.response(200, StockPage)
     def get(self, query):
         """Balances: on hand, reserved, available, min and target"""
-        with context().db.unit_of_work() as session:
+        with context().db.reading() as session:
             rows = stock.list_stock(session, query.get("warehouse"), query.get("item"),
                                     query["subtree"], query["below_min"], query["limit"],
                                     query["cursor"])
@@ -47,7 +46,7 @@ class StockSummary(MethodView):
     @blp.response(200, SummaryOut)
     def get(self, query):
         """Totals for the whole network, by level or by county"""
-        with context().db.unit_of_work() as session:
+        with context().db.reading() as session:
             return {"by": query["by"], "rows": stock.summary(session, query.get("item"),
                                                              query["by"])}
 

@@ -186,11 +186,58 @@ def test_idempotent_plan_request(world):
     demands = {"demands": [{"site": "V1", "item": "TENT", "quantity": 8}]}
     first = commander.post(path, demands, headers={"Idempotency-Key": "p-1"})
     second = commander.post(path, demands, headers={"Idempotency-Key": "p-1"})
+    assert first.status_code == second.status_code == 201, first.get_json()
     assert first.get_json()["id"] == second.get_json()["id"]
     assert stock_of(inv, "KL")["reserved"] + stock_of(inv, "KL-T01")["reserved"] == 8
     other = commander.post(path, {"demands": [{"site": "V1", "item": "TENT", "quantity": 9}]},
                            headers={"Idempotency-Key": "p-1"})
     assert other.status_code == 422
+
+
+def test_a_refused_plan_request_replays_its_refusal_and_holds_nothing(world, allocation_app):
+    inv, alloc = world
+    incident = declare(alloc)
+    service = allocation_app.extensions["allocation"]
+    hold, holds = service.inventory.reserve, []
+
+    def after_a_keeper_issued(*args, **kwargs):
+        holds.append(args[0])
+        issued = inv.post("/api/v1/movements", {"warehouse": "KL", "item": "TENT",
+                                                "kind": "issue", "quantity": 10})
+        assert issued.status_code == 201, issued.get_json()
+        return hold(*args, **kwargs)
+
+    service.inventory.reserve = after_a_keeper_issued
+    commander = alloc.as_("commander")
+    path = f"/api/v1/incidents/{incident['id']}/allocations"
+    demands = {"demands": [{"site": "V1", "item": "TENT", "quantity": 20}]}
+    try:
+        first = commander.post(path, demands, headers={"Idempotency-Key": "p-refused"})
+        retry = commander.post(path, demands, headers={"Idempotency-Key": "p-refused"})
+    finally:
+        service.inventory.reserve = hold
+    assert first.status_code == 409, first.get_json()
+    assert "cannot be held" in first.get_json()["detail"]
+    assert retry.status_code == 409 and retry.get_json() == first.get_json()
+    assert retry.headers.get("Idempotent-Replayed") == "true"
+    assert len(holds) == 1, "the retry holds nothing"
+    assert stock_of(inv, "KL")["reserved"] + stock_of(inv, "KL-T01")["reserved"] == 0
+    assert stock_of(inv, "KL")["on_hand"] == 10
+    assert alloc.get(f"/api/v1/allocations/{holds[0].split(':')[1]}").get_json()["status"] \
+        == "failed"
+
+
+def test_an_invalid_plan_request_replays_its_422(world):
+    inv, alloc = world
+    incident = declare(alloc)
+    commander = alloc.as_("commander")
+    path = f"/api/v1/incidents/{incident['id']}/allocations"
+    wrong = {"demands": [{"site": "V9", "item": "TENT", "quantity": 2}]}
+    first = commander.post(path, wrong, headers={"Idempotency-Key": "p-invalid"})
+    retry = commander.post(path, wrong, headers={"Idempotency-Key": "p-invalid"})
+    assert first.status_code == 422 and "demands.0.site" in first.get_json()["errors"]
+    assert retry.status_code == 422 and retry.get_json() == first.get_json()
+    assert stock_of(inv, "KL-T01")["reserved"] == 0
 
 
 def test_replenishment_restocks_below_min_from_the_level_above(world):

@@ -11,7 +11,7 @@ from factories import build_tree, receive, roads_geojson
 from sqlalchemy import select
 
 from allocation_svc.models import Plan
-from allocation_svc.plans import derived_demands
+from allocation_svc.plans import derived_demands, reconcile
 from shared.auth import Identity
 from shared.migrate import heads
 
@@ -83,12 +83,12 @@ def test_plan_left_reserving_by_a_dead_process_is_reconciled(inv, alloc, allocat
     with plans.db.unit_of_work() as session:
         stuck = session.scalar(select(Plan).where(Plan.status == "reserving"))
         stuck.updated_at = datetime.now(UTC) - timedelta(minutes=5)
-    assert plans.reconcile(older_than_s=60) == 1
+    assert reconcile(plans.db, plans.inventory, plans.hold_ttl_s, older_than_s=60) == 1
     settled = plans.get(stuck.id)
     assert settled.status == "failed", "nobody waits for it any more: undone, not finished"
     held = inv.get("/api/v1/stock?warehouse=KL-T01&item=TENT").get_json()["items"][0]
     assert held["reserved"] == 0
-    assert plans.reconcile(older_than_s=60) == 0
+    assert reconcile(plans.db, plans.inventory, plans.hold_ttl_s, older_than_s=60) == 0
 
 
 def test_a_hold_made_but_answered_too_late_is_undone(inv, alloc, allocation_app):

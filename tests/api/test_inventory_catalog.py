@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from factories import ITEMS, TREE, build_tree, receive
 
 
@@ -31,6 +32,47 @@ def test_warehouse_crud(inv):
     assert patched.get_json()["name"] == "Village 3b" and patched.get_json()["road_node"] is None
     assert patched.get_json()["updated_at"] >= body["updated_at"]
     assert inv.get("/api/v1/warehouses/KL-T01-V03").get_json()["status"] == "active"
+
+
+def test_warehouse_chinese_name(inv):
+    """`name_zh` is optional: given at creation or later, changed, cleared, read back."""
+    build_tree(inv)
+    assert inv.get("/api/v1/warehouses/KL").get_json()["name_zh"] is None
+    created = inv.post("/api/v1/warehouses", {
+        "code": "KL-T03", "name": "Guzhou township", "name_zh": "古州镇应急物资储备中心",
+        "level": "township", "parent": "KL"})
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["name_zh"] == "古州镇应急物资储备中心"
+    assert inv.get("/api/v1/warehouses/KL-T03").get_json() == created.get_json()
+    listed = inv.get("/api/v1/warehouses?parent=KL").get_json()["items"]
+    assert [(w["code"], w["name_zh"]) for w in listed] == [
+        ("KL-T01", None), ("KL-T02", None), ("KL-T03", "古州镇应急物资储备中心")]
+
+    patched = inv.patch("/api/v1/warehouses/KL", {"name_zh": "凯里市应急物资储备库"})
+    assert patched.status_code == 200, patched.get_json()
+    assert patched.get_json()["name_zh"] == "凯里市应急物资储备库"
+    assert patched.get_json()["name"] == "Kaili depot"  # the other fields are left as they were
+    got = inv.get("/api/v1/warehouses/KL").get_json()
+    assert (got["name"], got["name_zh"]) == ("Kaili depot", "凯里市应急物资储备库")
+    cleared = inv.patch("/api/v1/warehouses/KL-T03", {"name_zh": None})
+    assert cleared.status_code == 200 and cleared.get_json()["name_zh"] is None
+
+
+@pytest.mark.parametrize("name_zh", ["凯" * 201, "", "凯里\x00市", "凯里\ud800市", 7],
+                         ids=["too-long", "empty", "nul", "lone-surrogate", "not-text"])
+def test_a_bad_chinese_name_is_422_naming_it(inv, name_zh):
+    build_tree(inv)
+    for response in (
+            inv.post("/api/v1/warehouses", {"code": "KL-T03", "name": "Guzhou township",
+                                            "name_zh": name_zh, "level": "township",
+                                            "parent": "KL"}),
+            inv.patch("/api/v1/warehouses/KL", {"name_zh": name_zh})):
+        assert response.status_code == 422, response.get_json()
+        assert list(response.get_json()["errors"]) == ["name_zh"]
+    assert inv.get("/api/v1/warehouses/KL-T03").status_code == 404
+    assert inv.get("/api/v1/warehouses/KL").get_json()["name_zh"] is None
+    longest = inv.patch("/api/v1/warehouses/KL", {"name_zh": "凯" * 200})
+    assert longest.status_code == 200 and longest.get_json()["name_zh"] == "凯" * 200
 
 
 def test_moving_a_township_moves_its_subtree_and_keepers_scope(inv):

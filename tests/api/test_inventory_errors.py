@@ -151,6 +151,25 @@ def test_bad_movements_are_4xx_problems_and_write_nothing(inv, inventory_db, sto
     assert snapshot(inventory_db) == before
 
 
+def test_a_quantity_signed_against_its_kind_is_422_naming_it(inv, inventory_db, stocked):
+    """Receipts and issues give how much (positive); only an adjustment gives a signed change.
+    Checked with the body, before anything is looked up or any role is weighed."""
+    before = snapshot(inventory_db)
+    for kind in ("receipt", "issue"):
+        body = assert_problem(inv.as_("viewer").post("/api/v1/movements", {
+            **MOVEMENT, "kind": kind, "quantity": -2}), 422)
+        assert list(body["errors"]) == ["quantity"]
+        assert "positive" in body["errors"]["quantity"][0]
+        batch = assert_problem(inv.post("/api/v1/movements/batch", {"lines": [
+            {**MOVEMENT, "kind": "receipt", "quantity": 1},
+            {**MOVEMENT, "kind": kind, "quantity": -2}]}), 422)
+        assert list(batch["errors"]) == ["lines.1.quantity"]
+    assert snapshot(inventory_db) == before
+    down = inv.post("/api/v1/movements", {**MOVEMENT, "kind": "adjustment", "quantity": -2,
+                                          "reason": "broken"})
+    assert down.status_code == 201 and down.get_json()["quantity"] == -2
+
+
 def test_an_issue_over_available_says_what_is_available(inv, inventory_db, stocked):
     before = snapshot(inventory_db)
     response = inv.post("/api/v1/movements", {**MOVEMENT, "quantity": 9})

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from factories import build_tree, receive
 from sqlalchemy import text
 
-from inventory_svc import reservations
+from inventory_svc.expiry import expire_due
 
 
 def stock(inv, warehouse: str, item: str) -> tuple[int, int, int]:
@@ -103,10 +103,10 @@ def test_an_expired_hold_frees_itself(inv, inventory_db):
     second = hold(inv, ("KL", "TENT", 4), ttl_seconds=3600).get_json()
     assert stock(inv, "KL", "TENT") == (10, 10, 0)
     with inventory_db.unit_of_work() as session:  # nothing is due yet
-        assert reservations.expire_due(session) == 0
+        assert expire_due(session) == 0
     with inventory_db.unit_of_work() as session:  # 31 seconds later, the first is due
         later = datetime.now(UTC) + timedelta(seconds=31)
-        assert reservations.expire_due(session, now=later) == 1
+        assert expire_due(session, now=later) == 1
     assert stock(inv, "KL", "TENT") == (10, 4, 6)
     shown = inv.get(f"/api/v1/reservations/{first['id']}").get_json()
     assert shown["status"] == "expired" and shown["closed_at"] is not None

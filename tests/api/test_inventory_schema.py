@@ -8,7 +8,11 @@ import re
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from factories import build_tree, receive
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
+from inventory_svc.ledger import QUANTITY_RULE
 from inventory_svc.models import Base
 from shared.migrate import heads
 
@@ -56,10 +60,12 @@ def test_openapi_covers_the_contract(inv):
     assert movement["properties"]["kind"]["enum"] == ["receipt", "issue", "adjustment"]
     assert {"lot", "expires_on", "reason", "reference"} <= set(movement["properties"])
     assert movement.get("additionalProperties") is False
+    assert movement["properties"]["quantity"]["description"] == QUANTITY_RULE
     warehouse = schemas["WarehouseIn"]["properties"]
     assert warehouse["level"]["enum"] == ["prefecture", "county", "township", "village"]
     assert warehouse["status"]["enum"] == ["active", "under_construction", "planned", "closed"]
-    assert {"code", "name", "parent", "lon", "lat", "road_node"} <= set(warehouse)
+    assert {"code", "name", "name_zh", "parent", "lon", "lat", "road_node"} <= set(warehouse)
+    assert {"name", "name_zh"} <= set(schemas["WarehousePatch"]["properties"])
     item = set(schemas["ItemIn"]["properties"])
     assert {"sku", "name", "name_zh", "unit", "category", "unit_weight_kg", "perishable",
             "per_person", "per_person_day"} <= item
@@ -85,3 +91,21 @@ def test_the_migrated_schema_is_the_models(inventory_db):
     with inventory_db.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert differences == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", pytest.param("postgres",
+                                                           marks=pytest.mark.postgres)],
+                         indirect=True)
+def test_the_database_keeps_a_ledger_line_signed_as_its_kind(inv, inventory_db):
+    build_tree(inv)
+    receive(inv, "KL", "TENT", 5)
+    line = ("INSERT INTO movements (warehouse_id, item_id, kind, quantity, balance_after, lot, "
+            "actor, at) SELECT warehouse_id, item_id, :kind, :quantity, 5, '', 'test', at "
+            "FROM movements LIMIT 1")
+    for kind, quantity in (("receipt", -1), ("transfer_in", -1), ("issue", 1),
+                           ("transfer_out", 1), ("adjustment", 0), ("theft", -1)):
+        with pytest.raises(IntegrityError), inventory_db.engine.begin() as conn:
+            conn.execute(text(line), {"kind": kind, "quantity": quantity})
+    for kind, quantity in (("receipt", 1), ("issue", -1), ("adjustment", -1), ("adjustment", 1)):
+        with inventory_db.engine.begin() as conn:
+            conn.execute(text(line), {"kind": kind, "quantity": quantity})

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 
 from emsupply.cli import main
 
-WAREHOUSES = """code,name,level,parent,status,lon,lat,road_node
-QDN,Prefecture reserve,prefecture,,active,107.95,26.6,n1
-KL,Kaili depot,county,QDN,active,107.98,26.57,n2
-KL-T01,Kaili township 1,township,KL,active,107.99,26.58,n3
-KL-T01-V001,Village 1,village,KL-T01,active,108.0,26.59,n4
+WAREHOUSES = """code,name,name_zh,level,parent,status,lon,lat,road_node
+QDN,Prefecture reserve,黔东南州应急物资储备库,prefecture,,active,107.95,26.6,n1
+KL,Kaili depot,凯里市应急物资储备库,county,QDN,active,107.98,26.57,n2
+KL-T01,Kaili township 1,,township,KL,active,107.99,26.58,n3
+KL-T01-V001,Village 1,,village,KL-T01,active,108.0,26.59,n4
 """
 ITEMS = """sku,name,name_zh,unit,category,unit_weight_kg,perishable,per_person,per_person_day
 TENT,Relief tent,救灾帐篷,piece,shelter,35.0,false,0.25,0.0
@@ -58,14 +58,14 @@ def base(cli, tmp_path) -> None:
 def test_a_file_with_bad_rows_is_reported_line_by_line_and_nothing_is_written(cli, tmp_path):
     cli("import", "items", write(tmp_path, "items.csv", ITEMS))
     bad = write(tmp_path, "bad.csv", WAREHOUSES + (
-        "KL-T02,Township 2,township,KL,active,east,26.5,n5\n"          # line 6: lon
-        "KL-T03,Township 3,province,KL,active,,,\n"                   # line 7: level
-        "KL,Kaili again,county,QDN,active,,,\n"                       # line 8: duplicate
-        "KL-T04,Township 4,township,KL-T01-V001,active,,,\n"          # line 9: parent level
-        "KL-T05,,township,KL,active,,,\n"                             # line 10: name
+        "KL-T02,Township 2,,township,KL,active,east,26.5,n5\n"        # line 6: lon
+        "KL-T03,Township 3,,province,KL,active,,,\n"                 # line 7: level
+        "KL,Kaili again,,county,QDN,active,,,\n"                     # line 8: duplicate
+        "KL-T04,Township 4,,township,KL-T01-V001,active,,,\n"        # line 9: parent level
+        "KL-T05,,,township,KL,active,,,\n"                           # line 10: name
         "\n"                                                          # line 11: blank
-        "KL-T06,\"Township, six\",township,KL,active,1,2\n"            # line 12: 7 values
-        "KL-T07-V001,Orphan,village,KL-T07,active,,,\n"))             # line 13: no parent
+        "KL-T06,\"Township, six\",,township,KL,active,1,2\n"          # line 12: 8 values
+        "KL-T07-V001,Orphan,,village,KL-T07,active,,,\n"))           # line 13: no parent
     result = cli("import", "warehouses", bad, ok=False)
     assert result.exit_code == 1
     report = result.stderr
@@ -75,12 +75,12 @@ def test_a_file_with_bad_rows_is_reported_line_by_line_and_nothing_is_written(cl
                      "line 8: code: KL is also on line 3",
                      "line 9: parent: KL-T01-V001 is a village; a township's parent is a county",
                      "line 10: name: required",
-                     "line 12: 7 values for 8 columns",
+                     "line 12: 8 values for 9 columns",
                      "line 13: parent: no warehouse KL-T07 in the file or the suite",
                      "nothing was written (--skip-bad writes the good rows)"):
         assert expected in report, report
     exported = cli("export", "warehouses").stdout
-    assert exported.splitlines() == ["code,name,level,parent,status,lon,lat,road_node"]
+    assert exported.splitlines() == [WAREHOUSES.splitlines()[0]]
 
     skipped = cli("import", "warehouses", bad, "--skip-bad")
     assert "4 rows written, 0 unchanged, 7 bad skipped" in skipped.stdout
@@ -91,8 +91,8 @@ def test_a_file_with_bad_rows_is_reported_line_by_line_and_nothing_is_written(cl
 
 def test_a_cascade_of_bad_rows_is_found_when_skipping(cli, tmp_path):
     cli("import", "items", write(tmp_path, "items.csv", ITEMS))
-    text = WAREHOUSES.replace("KL-T01,Kaili township 1,township,KL,active,107.99",
-                              "KL-T01,Kaili township 1,township,KL,active,999")
+    text = WAREHOUSES.replace("KL-T01,Kaili township 1,,township,KL,active,107.99",
+                              "KL-T01,Kaili township 1,,township,KL,active,999")
     result = cli("import", "warehouses", write(tmp_path, "w.csv", text), "--skip-bad")
     assert "line 4: lon:" in result.stderr
     assert "line 5: parent: no warehouse KL-T01 in the file or the suite" in result.stderr
@@ -118,6 +118,15 @@ def test_warehouses_and_items_round_trip_and_changes_are_patched(cli, tmp_path):
     changed = ITEMS.replace("0.25", "0.5")
     refused = cli("import", "items", write(tmp_path, "changed.csv", changed), ok=False)
     assert "line 2: per_person: item TENT exists with other values" in refused.stderr
+
+
+def test_a_gb18030_file_from_excel_is_read_and_says_so(cli, tmp_path):
+    cli("import", "items", write(tmp_path, "items.csv", ITEMS))
+    path = tmp_path / "gbk.csv"
+    path.write_bytes(WAREHOUSES.replace("\n", "\r\n").encode("gb18030"))
+    result = cli("import", "warehouses", str(path))
+    assert "(read as GB18030): 4 rows written" in result.stdout
+    assert cli("export", "warehouses").stdout == WAREHOUSES
 
 
 def test_levels_and_stock(cli, tmp_path):

@@ -6,19 +6,28 @@ from __future__ import annotations
 import os
 
 import pytest
-from gateway_helpers import Bearer, Live, closed_port_url, issue, quick_options
-
-from shared.db import Database
-from shared.migrate import upgrade
+from gateway_helpers import Live, closed_port_url, issue, quick_options
+from harness import Bearer, migrated
 
 REDIS_URL = os.environ.get("EMSUPPLY_TEST_REDIS_URL", "")
 
 
 @pytest.fixture
-def live_inventory(inventory_app):
-    live = Live(inventory_app)
-    yield live
-    live.stop()
+def serve():
+    """`serve(app)` -> the app on a real port (a `Live`), stopped at the end of the test."""
+    served: list[Live] = []
+
+    def start(app) -> Live:
+        served.append(Live(app))
+        return served[-1]
+    yield start
+    for live in reversed(served):
+        live.stop()
+
+
+@pytest.fixture
+def live_inventory(inventory_app, serve):
+    return serve(inventory_app)
 
 
 @pytest.fixture
@@ -27,33 +36,18 @@ def suite_secret(settings_for) -> str:
 
 
 @pytest.fixture
-def live_allocation(settings_for, live_inventory, tmp_path):
-    """The allocation service over HTTP, in front of the live inventory (None until it
-    exists)."""
-    import allocation_svc
+def live_allocation(allocation_db, settings_for, live_inventory, serve):
+    """The allocation service over HTTP, in front of the live inventory."""
+    from allocation_svc import create_app
 
-    if not hasattr(allocation_svc, "create_app"):
-        yield None
-        return
-    url = f"sqlite:///{tmp_path / 'allocation.sqlite'}"
-    upgrade("allocation_svc", url)
-    database = Database(url)
-    app = allocation_svc.create_app(settings_for("allocation", url,
-                                                 EMSUPPLY_INVENTORY_URL=live_inventory.url),
-                                    database)
-    live = Live(app)
-    yield live
-    live.stop()
-    database.dispose()
+    return serve(create_app(settings_for("allocation", allocation_db.url,
+                                         EMSUPPLY_INVENTORY_URL=live_inventory.url),
+                            allocation_db))
 
 
 @pytest.fixture
 def gateway_db(tmp_path):
-    url = f"sqlite:///{tmp_path / 'gateway.sqlite'}"
-    upgrade("gateway", url)
-    database = Database(url)
-    yield database
-    database.dispose()
+    yield from migrated("gateway", f"sqlite:///{tmp_path / 'gateway.sqlite'}")
 
 
 @pytest.fixture

@@ -1,8 +1,7 @@
-"""Helpers for the gateway's tests: live servers, closed ports, options, tokens, callers."""
+"""Helpers for the gateway's tests: live servers, closed ports, options, tokens."""
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 
@@ -13,10 +12,10 @@ from gateway.options import Options
 
 
 class Live:
-    """A WSGI app on a real port, in a thread."""
+    """A WSGI app on a real port (any free one unless given), in a thread."""
 
-    def __init__(self, app):
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+    def __init__(self, app, port: int = 0):
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
                                        daemon=True)
@@ -48,35 +47,3 @@ def issue(app, role: str, *warehouses: str, name: str | None = None) -> str:
     with app.extensions["gateway"].db.unit_of_work() as session:
         return tokens.create(session, role, warehouses, name or f"{role}-{uuid.uuid4().hex[:6]}"
                              ).token
-
-
-class Bearer:
-    """A test client that sends `Authorization: Bearer TOKEN`, like factories' callers."""
-
-    def __init__(self, client, token: str | None):
-        self.client = client
-        self.token = token
-
-    def call(self, method: str, path: str, json_body=None, headers=None):
-        all_headers = dict(headers or {})
-        if self.token is not None:
-            all_headers.setdefault("Authorization", f"Bearer {self.token}")
-        data = None if json_body is None else json.dumps(json_body)
-        if data is not None:
-            all_headers.setdefault("Content-Type", "application/json")
-        return self.client.open(path, method=method, data=data, headers=all_headers)
-
-    def get(self, path, **kw):
-        return self.call("GET", path, **kw)
-
-    def post(self, path, json_body=None, **kw):
-        return self.call("POST", path, json_body, **kw)
-
-    def put(self, path, json_body=None, **kw):
-        return self.call("PUT", path, json_body, **kw)
-
-    def patch(self, path, json_body=None, **kw):
-        return self.call("PATCH", path, json_body, **kw)
-
-    def delete(self, path, **kw):
-        return self.call("DELETE", path, **kw)

@@ -9,9 +9,11 @@ import pytest
 import requests
 from factories import build_tree, receive
 
+from gateway.permissions import PERMISSIONS as GATEWAY
+from inventory_svc.permissions import PERMISSIONS as INVENTORY
 from shared import auth
 
-ROLES = ("admin", "commander", "keeper", "integration", "viewer")
+ROLES = auth.TOKEN_ROLES
 OK, NO = "allowed", "refused"
 
 
@@ -21,6 +23,11 @@ def everyone(**exceptions):
 
 def only(*allowed):
     return {role: OK if role in allowed else NO for role in ROLES}
+
+
+def per(table: dict[str, tuple[str, ...]], action: str):
+    """Who the service's own permission table lets do `action` (the table the code obeys)."""
+    return only(*table[action])
 
 
 def _code():
@@ -33,35 +40,37 @@ CALLS = [
     ("GET", "/api/v1/warehouses?level=village", None, everyone()),
     ("GET", "/api/v1/warehouses/KL-T01", None, everyone()),
     ("POST", "/api/v1/warehouses", lambda: {"code": _code(), "name": "New", "level": "village",
-                                            "parent": "KL-T01"}, only("admin")),
-    ("PATCH", "/api/v1/warehouses/KL-T01-V01", lambda: {"name": "Renamed"}, only("admin")),
+                                            "parent": "KL-T01"},
+     per(INVENTORY, "warehouses.write")),
+    ("PATCH", "/api/v1/warehouses/KL-T01-V01", lambda: {"name": "Renamed"},
+     per(INVENTORY, "warehouses.write")),
     ("GET", "/api/v1/items", None, everyone()),
     ("POST", "/api/v1/items", lambda: {"sku": _code(), "name": "Rope", "unit": "piece"},
-     only("admin")),
+     per(INVENTORY, "items.write")),
     ("GET", "/api/v1/stock?warehouse=KL&subtree=true", None, everyone()),
     ("GET", "/api/v1/stock/summary?by=level", None, everyone()),
     ("GET", "/api/v1/movements?warehouse=KL-T01-V01", None, everyone()),
     ("POST", "/api/v1/movements", lambda: {"warehouse": "KL-T01-V01", "item": "TENT",
                                            "kind": "receipt", "quantity": 2},
-     only("admin", "keeper")),
+     per(INVENTORY, "stock.move")),
     ("POST", "/api/v1/movements/batch", lambda: {"lines": [
         {"warehouse": "KL-T01-V02", "item": "TENT", "kind": "receipt", "quantity": 1}]},
-     only("admin", "keeper")),
+     per(INVENTORY, "stock.move")),
     ("POST", "/api/v1/stocktakes", lambda: {"warehouse": "KL-T01-V01",
                                             "counts": [{"item": "QUILT", "counted": 3}]},
-     only("admin", "keeper")),
+     per(INVENTORY, "stocktake")),
     ("PUT", "/api/v1/warehouses/KL-T01/levels", lambda: {"levels": [
-        {"item": "TENT", "min": 1, "target": 5}]}, only("admin", "commander")),
+        {"item": "TENT", "min": 1, "target": 5}]}, per(INVENTORY, "levels.write")),
     ("POST", "/api/v1/transfers", lambda: {"source": "KL-T01", "destination": "KL-T01-V01",
                                            "lines": [{"item": "TENT", "quantity": 1}]},
-     only("admin", "commander", "keeper")),
+     per(INVENTORY, "transfers.create")),
     ("POST", "/api/v1/reservations", lambda: {"lines": [
         {"warehouse": "KL-T01", "item": "QUILT", "quantity": 1}]},
-     only("admin", "integration")),
-    ("GET", "/api/v1/events", None, everyone()),
-    ("GET", "/api/v1/webhooks", None, only("admin", "integration")),
+     per(INVENTORY, "reservations.create")),
+    ("GET", "/api/v1/events", None, per(GATEWAY, "events.read")),
+    ("GET", "/api/v1/webhooks", None, per(GATEWAY, "webhooks.read")),
     ("POST", "/api/v1/webhooks", lambda: {"url": "http://127.0.0.1:9/hook", "events": ["*"],
-                                          "secret": "s" * 20}, only("admin", "integration")),
+                                          "secret": "s" * 20}, per(GATEWAY, "webhooks.write")),
 ]
 
 

@@ -26,10 +26,8 @@ from shared.tables import outbox_table
 
 
 @pytest.fixture
-def live_gateway(gateway_app):
-    live = Live(gateway_app)
-    yield live
-    live.stop()
+def live_gateway(gateway_app, serve):
+    return serve(gateway_app)
 
 
 @pytest.fixture
@@ -195,14 +193,7 @@ class Receiver:
         self.app = app
 
     def up(self):
-        from werkzeug.serving import make_server
-
-        self.live = Live.__new__(Live)
-        self.live.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
-        self.live.url = self.url
-        self.live.thread = threading.Thread(target=self.live.server.serve_forever,
-                                            args=(0.02,), daemon=True)
-        self.live.thread.start()
+        self.live = Live(self.app, self.port)
 
     def down(self):
         if self.live:

@@ -84,7 +84,6 @@ def test_layers(package):
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.xfail(strict=True, reason="inventory_svc.ledger <-> reservations: being broken")
 def test_no_circles():
     """No module reaches itself through its imports (a package's __init__ importing its own
     submodules in create_app is the one edge left out: it is the app factory's list of parts)."""

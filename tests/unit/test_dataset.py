@@ -115,6 +115,27 @@ def test_the_sixteen_real_counties(qdn):
     assert sorted(n.split()[0] for n in names) == sorted(COUNTY_NAMES)
 
 
+def test_every_depot_has_a_chinese_name_distinct_among_its_siblings(qdn):
+    by_code = {w["code"]: w for w in qdn.warehouses}
+    assert by_code["QDN"]["name_zh"] == "黔东南州应急物资储备库"
+    assert by_code["RJ"]["name_zh"] == "榕江县应急物资储备库"
+    han = re.compile(r"^[\u4e00-\u9fff]+$")
+    assert all(han.match(w["name_zh"]) for w in qdn.warehouses)
+    assert all(w["name_zh"].endswith(("镇应急物资储备中心", "乡应急物资储备中心"))
+               for w in qdn.warehouses if w["level"] == "township")
+    assert all(w["name_zh"].endswith("村应急物资储备点")
+               for w in qdn.warehouses if w["level"] == "village")
+    siblings = defaultdict(list)
+    for w in qdn.warehouses:
+        siblings[w["parent"]].append(w["name_zh"])
+    assert all(len(set(names)) == len(names) for names in siblings.values())
+
+
+def test_national_depots_have_chinese_names_too():
+    data = dataset.national(5_000)
+    assert all(w["name_zh"] for w in data.warehouses)
+
+
 def test_parents_are_exactly_one_level_up(qdn):
     by_code = {w["code"]: w for w in qdn.warehouses}
     for w in qdn.warehouses:

@@ -28,8 +28,9 @@ from hypothesis.stateful import (
 from sqlalchemy import func, select
 from sqlalchemy.pool import StaticPool
 
-from inventory_svc import catalog, ledger, reservations, stock, transfers
+from inventory_svc import catalog, expiry, ledger, reservations, stock, transfers
 from inventory_svc.models import Base, Item, Lot, Movement, Stock, Warehouse
+from inventory_svc.vocabulary import ADJUSTMENT, INWARD_KINDS, OUTWARD_KINDS
 from shared.auth import Identity
 from shared.db import Database
 from shared.errors import Conflict, InvalidInput
@@ -283,7 +284,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def time_passes(self):
         with self.db.unit_of_work() as session:
             later = datetime.now(UTC) + timedelta(hours=2)
-            expired = reservations.expire_due(session, now=later)
+            expired = expiry.expire_due(session, now=later)
         held = [hold for hold, status in self.hold_status.items() if status == "held"]
         assert expired == len(held)
         for hold in held:
@@ -326,6 +327,13 @@ class LedgerMachine(RuleBasedStateMachine):
         by_balance = sorted(written, key=lambda line: line[0])
         assert by_balance == sorted(self.expected_lines, key=lambda line: line[0])
         assert all(line.balance_after >= 0 for line in new_lines)
+        for line in new_lines:  # the one sign rule: + in, - out, an adjustment either way
+            if line.kind in INWARD_KINDS:
+                assert line.quantity > 0, line
+            elif line.kind in OUTWARD_KINDS:
+                assert line.quantity < 0, line
+            else:
+                assert line.kind == ADJUSTMENT and line.quantity != 0, line
         if new_lines:
             self.last_movement = new_lines[-1].id
         self.expected_lines = []

@@ -1,0 +1,24 @@
+"""The allocation service's words, one home each: incident levels, types and statuses, sourcing
+policies, replenishment statuses, and the inventory's word for a depot that may send. Plan and
+shipment statuses live with their transitions in `lifecycle`; road statuses in `roadtable`."""
+
+from __future__ import annotations
+
+# Response levels, I the most severe. Levels I and II go straight to the whole prefecture.
+LEVELS = ("I", "II", "III", "IV")
+PREFECTURE_LEVELS = ("I", "II")
+
+INCIDENT_TYPES = ("flood", "rainstorm", "landslide", "geological", "hail", "snow_ice",
+                  "forest_fire", "fire", "earthquake", "other")
+INCIDENT_OPEN, INCIDENT_CLOSED = "open", "closed"
+INCIDENT_STATUSES = (INCIDENT_OPEN, INCIDENT_CLOSED)
+
+# How depots are drawn: the fastest first, or township -> county -> prefecture tiers.
+NEAREST, GRADED = "nearest", "graded"
+POLICIES = (NEAREST, GRADED)
+
+# A replenishment is proposed, then executed into transfers.
+REPLENISHMENT_PLANNED, REPLENISHMENT_EXECUTED = "planned", "executed"
+
+# The inventory's status of a warehouse that may send stock (any other never does).
+ACTIVE = "active"

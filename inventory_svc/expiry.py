@@ -1,0 +1,82 @@
+"""Holds whose time is up. A hold past its `expires_at` is as good as gone at once: reads count its
+stock as free (`live_reserved`), and the background worker frees it for good a few seconds later
+(`expire_holds`). A write that needs stock does not wait for the worker: it frees whatever is due
+in its own transaction first (`expire_due`), so that a dead hold never refuses it.
+
+Nothing here knows the ledger; the ledger and reservations both use it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, ColumnElement, Subquery, cast, func, select, update
+from sqlalchemy.orm import Session
+
+from inventory_svc.models import Reservation, ReservationLine, Stock
+from inventory_svc.vocabulary import EXPIRED, HELD
+from shared.db import Database
+
+
+def live_reserved(now: datetime | None = None) -> tuple[Subquery, ColumnElement[int]]:
+    """What a read answers as reserved: `Stock.reserved` less what holds past their time still
+    hold in it. Answers the expression and the subquery (stock_id, quantity) it reads, to be
+    outer-joined on `stock_id == Stock.id` in the read's own query; the subquery is found by the
+    (status, expires_at) index and is empty when the worker keeps up."""
+    now = now or datetime.now(UTC)
+    overdue = (select(ReservationLine.stock_id,  # a bigint sum is numeric on PostgreSQL
+                      cast(func.sum(ReservationLine.quantity), BigInteger).label("quantity"))
+               .join(Reservation, Reservation.id == ReservationLine.reservation_id)
+               .where(Reservation.status == HELD, Reservation.expires_at <= now)
+               .group_by(ReservationLine.stock_id).subquery("overdue"))
+    return overdue, Stock.reserved - func.coalesce(overdue.c.quantity, 0)
+
+
+def is_overdue(reservation: Reservation, now: datetime | None = None) -> bool:
+    """Still held though its time is up (freed at the next write or by the worker)."""
+    expires_at = reservation.expires_at
+    if expires_at.tzinfo is None:  # SQLite gives back naive UTC
+        expires_at = expires_at.replace(tzinfo=UTC)
+    return reservation.status == HELD and expires_at <= (now or datetime.now(UTC))
+
+
+def expire_due(session: Session, now: datetime | None = None) -> int:
+    """Free every hold whose time is up, in the caller's transaction. Cheap when there is none
+    (an indexed look-up); on PostgreSQL, holds another transaction is freeing are skipped."""
+    now = now or datetime.now(UTC)
+    due = select(Reservation).where(Reservation.status == HELD, Reservation.expires_at <= now)
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True, of=Reservation)
+    expired = list(session.scalars(due))
+    freed: dict[int, int] = {}
+    for reservation in expired:
+        for line in reservation.lines:
+            freed[line.stock_id] = freed.get(line.stock_id, 0) + line.quantity
+        expire(reservation)
+    free(session, freed)  # all balances at once, in stock order: no deadlock with others
+    if expired:
+        session.flush()
+    return len(expired)
+
+
+def expire_holds(db: Database) -> int:
+    """Free every hold whose time is up, in a unit of work of its own: the background worker's
+    call, every few seconds. Answers how many holds it freed."""
+    with db.unit_of_work() as session:
+        return expire_due(session)
+
+
+def free(session: Session, quantities: dict[int, int]) -> None:
+    """Lower `reserved` by {stock id: quantity}, in stock id order (the one lock order)."""
+    for stock_id in sorted(quantities):
+        if quantities[stock_id]:
+            session.execute(update(Stock).where(Stock.id == stock_id)
+                            .values(reserved=Stock.reserved - quantities[stock_id]))
+
+
+def expire(reservation: Reservation) -> Reservation:
+    """Mark a hold expired, closed when its time ran out (not when someone noticed): a read
+    before the worker's pass and one after show the same."""
+    reservation.status = EXPIRED
+    reservation.closed_at = reservation.expires_at
+    return reservation

@@ -1,0 +1,50 @@
+"""Who may change what in the inventory: one table, action -> roles, read by the code and by the
+auth-matrix test. Reads are open to every signed caller and are not listed.
+
+A keeper is the one role bound to a place: it acts only on the warehouses of the subtrees named
+on its token, so an action on a warehouse names that warehouse and the scope is checked too.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from shared.auth import Identity
+from shared.errors import Forbidden
+
+PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "warehouses.write": ("admin",),
+    "items.write": ("admin",),
+    "levels.write": ("admin", "commander"),
+    "stock.move": ("admin", "keeper"),
+    "stocktake": ("admin", "keeper"),
+    "transfers.create": ("admin", "commander", "service", "keeper"),
+    "transfers.receive": ("admin", "keeper"),
+    "reservations.create": ("admin", "service", "integration"),
+    "reservations.commit": ("admin", "service", "integration"),
+    "reservations.release": ("admin", "service", "integration"),
+}
+SCOPED_ROLES = ("keeper",)
+
+
+class Placed(Protocol):
+    """A warehouse, or what a movement knows of one: its code and its path in the tree."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+
+def require(identity: Identity, action: str, warehouse: Placed | None = None) -> None:
+    """Forbidden unless `identity`'s role may do `action`, and, for a keeper, unless
+    `warehouse` is inside its scope (a keeper naming no warehouse is refused)."""
+    roles = PERMISSIONS[action]
+    if identity.role not in roles:
+        raise Forbidden(f"role {identity.role!r} may not do {action} "
+                        f"(allowed: {', '.join(roles)})")
+    if identity.role in SCOPED_ROLES and not (warehouse is not None and any(
+            f"/{code}/" in warehouse.path for code in identity.scope)):
+        where = f"warehouse {warehouse.code}" if warehouse is not None else "this"
+        raise Forbidden(f"{where} is outside this keeper's scope")
