@@ -8,7 +8,7 @@ TEST_STAMP := $(VENV)/.installed-test
 DATA_DIR ?= var
 PORT ?= 8000
 
-.PHONY: demo up test lint e2e clean
+.PHONY: demo up test lint e2e clean translations
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "emsupply needs Python 3.11+: make PYTHON=python3.11 ...")'
@@ -43,3 +43,14 @@ lint: $(TEST_STAMP)
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .hypothesis
+
+# After changing a message marked with `_`: the template from the code, the Chinese catalogue
+# updated from it (then translate what is new in shared/translations/zh/LC_MESSAGES/messages.po),
+# and compiled. tests/unit/test_i18n.py fails while a message lacks its Chinese or the .mo is old.
+translations: $(RUN_STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _ --no-default-keywords --no-location --sort-output \
+	  --project emsupply -o shared/translations/messages.pot \
+	  shared inventory_svc allocation_svc gateway emsupply
+	$(BIN)/pybabel update -i shared/translations/messages.pot -d shared/translations -l zh \
+	  --no-fuzzy-matching
+	$(BIN)/pybabel compile -d shared/translations -l zh --statistics

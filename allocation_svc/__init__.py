@@ -44,10 +44,30 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     api = Api(app)
     api.register_blueprint(views.blp)
     app.extensions["allocation"] = Allocation(database, inventory, graphs,
-                                              hold_ttl_s=settings.reservation_ttl_s)
+                                              hold_ttl_s=settings.reservation_ttl_s,
+                                              driving=driving(settings))
     app.extensions["restocking"] = Restocking(database, inventory, graphs)
     install(app, ServiceContext(settings, database, idempotency))
     return app
+
+
+def driving(settings: Settings):
+    """The vehicles of each depot level and a trip's cost, the defaults overridden by settings."""
+    from dataclasses import replace
+
+    from allocation_svc.trips import Driving, Vehicle
+    from allocation_svc.vocabulary import DEPOT_LEVELS
+    from shared.config import ConfigError
+
+    chosen = Driving()
+    vehicles = dict(chosen.vehicles)
+    for level, name, capacity_kg in settings.vehicles:
+        if level not in DEPOT_LEVELS:
+            raise ConfigError(f"EMSUPPLY_VEHICLES: unknown depot level {level!r} "
+                              f"(known: {', '.join(DEPOT_LEVELS)})")
+        vehicles[level] = Vehicle(name, capacity_kg)
+    trip_cost = chosen.trip_cost if settings.trip_cost is None else settings.trip_cost
+    return replace(chosen, vehicles=vehicles, trip_cost=trip_cost)
 
 
 def _shared_trees(settings: Settings):

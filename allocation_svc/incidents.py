@@ -17,6 +17,7 @@ from shared import events
 from shared.auth import Identity
 from shared.client import RemoteError
 from shared.errors import InvalidInput, NotFound
+from shared.i18n import _
 
 
 def _resolve_sites(inventory: Inventory, sites: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -27,23 +28,25 @@ def _resolve_sites(inventory: Inventory, sites: list[dict[str, Any]]) -> list[di
                  "node": site.get("node"), "population": site.get("population") or 0,
                  "township": None, "county": None}
         if entry["id"] in seen:
-            raise InvalidInput(f"two sites are called {entry['id']!r}",
-                               errors={f"sites.{index}.id": ["must be unique"]})
+            raise InvalidInput(_("two sites are called %(site)r", site=entry["id"]),
+                               errors={f"sites.{index}.id": [_("must be unique")]})
         seen.add(entry["id"])
         if not entry["warehouse"] and not entry["node"]:
-            raise InvalidInput("a site needs a warehouse code or a road node",
-                               errors={f"sites.{index}": ["give warehouse or node"]})
+            raise InvalidInput(_("a site needs a warehouse code or a road node"),
+                               errors={f"sites.{index}": [_("give warehouse or node")]})
         if entry["warehouse"]:
             try:
                 warehouse = inventory.warehouse(entry["warehouse"])
             except RemoteError as exc:
                 if exc.status == 404:
-                    raise InvalidInput(f"no warehouse {entry['warehouse']!r}", errors={
-                        f"sites.{index}.warehouse": ["unknown warehouse code"]}) from None
+                    raise InvalidInput(_("no warehouse %(code)r", code=entry["warehouse"]),
+                                       errors={f"sites.{index}.warehouse": [
+                                           _("unknown warehouse code")]}) from None
                 raise
             if not warehouse.get("road_node"):
-                raise InvalidInput(f"warehouse {entry['warehouse']} has no road node", errors={
-                    f"sites.{index}.warehouse": ["has no road_node; give node instead"]})
+                raise InvalidInput(_("warehouse %(code)s has no road node",
+                                     code=entry["warehouse"]), errors={
+                    f"sites.{index}.warehouse": [_("has no road_node; give node instead")]})
             entry["node"] = entry["node"] or warehouse["road_node"]
             path = warehouse.get("path") or []
             entry["county"] = path[1] if len(path) > 1 else None
@@ -85,7 +88,7 @@ def amend(session: Session, identity: Identity, incident_id: int, data: dict[str
 def get(session: Session, incident_id: int) -> Incident:
     incident = session.get(Incident, incident_id)
     if incident is None:
-        raise NotFound(f"no incident {incident_id}")
+        raise NotFound(_("no incident %(incident)s", incident=incident_id))
     return incident
 
 

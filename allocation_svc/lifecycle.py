@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from shared.errors import Conflict
+from shared.i18n import _
 
 # Statuses of a plan and of its shipments.
 RESERVING = "reserving"  # recorded, its stock being held in the inventory
@@ -26,6 +27,10 @@ DELIVERED = "delivered"  # every shipment arrived
 CANCELLED = "cancelled"  # its hold released before dispatch
 FAILED = "failed"  # its hold refused, or abandoned and undone
 STRANDED = "stranded"  # a shipment whose road is gone; its quantity was sourced again
+# The statuses as the reader says them (the API's status fields stay these codes).
+STATUS_WORDS = {RESERVING: _("reserving"), PLANNED: _("planned"), DISPATCHED: _("dispatched"),
+                DELIVERED: _("delivered"), CANCELLED: _("cancelled"), FAILED: _("failed"),
+                STRANDED: _("stranded")}
 STATUSES = (RESERVING, PLANNED, DISPATCHED, DELIVERED, CANCELLED, FAILED, STRANDED)
 
 # What happens to a plan.
@@ -65,13 +70,13 @@ EVENTS: dict[str, str] = {HOLD_OK: "allocation.planned", REPLAN: "allocation.pla
                           DISPATCH: "allocation.dispatched", CANCEL: "allocation.cancelled"}
 
 _REFUSALS: dict[str, str] = {
-    HOLD_OK: "only a plan being reserved has its hold settled",
-    HOLD_REFUSED: "only a plan being reserved has its hold settled",
-    RECONCILE: "only a plan being reserved has its hold settled",
-    DISPATCH: "only a planned plan is dispatched",
-    CANCEL: "its stock has left the depots",
-    DELIVER: "only dispatched shipments arrive",
-    REPLAN: "only planned or dispatched plans are re-planned",
+    HOLD_OK: _("only a plan being reserved has its hold settled"),
+    HOLD_REFUSED: _("only a plan being reserved has its hold settled"),
+    RECONCILE: _("only a plan being reserved has its hold settled"),
+    DISPATCH: _("only a planned plan is dispatched"),
+    CANCEL: _("its stock has left the depots"),
+    DELIVER: _("only dispatched shipments arrive"),
+    REPLAN: _("only planned or dispatched plans are re-planned"),
 }
 
 
@@ -90,7 +95,8 @@ def next_status(current: str, action: str, plan_id: int | None) -> str:
         return current
     after = TRANSITIONS.get((current, action))
     if after is None:
-        raise Conflict(f"plan {plan_id} is {current}; {_REFUSALS[action]}")
+        raise Conflict(_("plan %(plan)s is %(status)s; %(why)s", plan=plan_id,
+                         status=STATUS_WORDS.get(current, current), why=_REFUSALS[action]))
     return after
 
 

@@ -91,6 +91,12 @@ class Plan(Base):
     demands: Mapped[list] = mapped_column(JSON)
     unmet: Mapped[list] = mapped_column(JSON, default=list)
     cost: Mapped[float] = mapped_column(Float, default=0.0)
+    # The vehicles that carry the shipments (see trips.Trip), and with them the objective
+    # (cost + trip_cost x trips), its lower bound and the relative gap; no bound after a re-plan.
+    trips: Mapped[list | None] = mapped_column(JSON, default=list)
+    objective: Mapped[float | None] = mapped_column(Float)
+    bound: Mapped[float | None] = mapped_column(Float)
+    gap: Mapped[float | None] = mapped_column(Float)
     # Reservation ids in the inventory service: the first hold, and any made by re-planning.
     reservations: Mapped[list] = mapped_column(JSON, default=list)
     failure: Mapped[str | None] = mapped_column(String(400))
@@ -113,7 +119,8 @@ class Shipment(Base):
     minutes: Mapped[float] = mapped_column(Float)
     distance_km: Mapped[float] = mapped_column(Float)
     path: Mapped[list] = mapped_column(JSON)
-    reason: Mapped[str] = mapped_column(String(600))
+    reason: Mapped[str] = mapped_column(String(600))  # in English
+    reason_parts: Mapped[list | None] = mapped_column(JSON)  # to say it again (shared.i18n)
     status: Mapped[str] = mapped_column(String(16))
     reservation_id: Mapped[int | None] = mapped_column(BigInteger)
     delivered: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -4,15 +4,16 @@ delivered, re-planned after road events, each step as `lifecycle` decides.
 No transaction is held open across a call to the inventory service. A plan is first written as
 `reserving`, then held (one all-or-none reservation, idempotent by the plan id), then marked
 `planned`. A plan left `reserving` by a process that died is settled by `reconcile` (run by the
-background worker, and before every new plan), and its unconfirmed hold expires by itself in
-any case. The request's Idempotency-Key is the web layer's (`shared.web.run_command`).
+background worker when it starts and every few seconds; a new plan never waits for it), and its
+unconfirmed hold expires by itself in any case. The request's Idempotency-Key is the web
+layer's (`shared.web.run_command`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,41 +21,45 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from allocation_svc import incidents, lifecycle, roads, solver
+from allocation_svc import incidents, lifecycle, roads, solver, trips
 from allocation_svc.inventory import Inventory, Network
 from allocation_svc.models import Plan, Shipment, outbox
 from allocation_svc.permissions import require
 from allocation_svc.roadgraph import NoRoute, RoadGraph, Route
-from allocation_svc.vocabulary import ACTIVE, NEAREST
-from shared import events
+from allocation_svc.vocabulary import ACTIVE, BACKBONE
+from shared import events, i18n
 from shared.auth import Identity
 from shared.client import RemoteError
 from shared.db import Database
 from shared.errors import InvalidInput, NotFound, Unavailable, UpstreamTimeout
+from shared.i18n import _
+
+# What a plan records of its request, to solve its re-plans alike.
+POLICY_FIELDS = ("policy", "max_minutes", "keep_min", "outside_villages", "trip_cost")
 
 
 @dataclass
 class Allocation:
-    """What plans need: their database, the inventory, the graphs of this process, and how long
-    a plan's hold lives before it frees itself."""
+    """What plans need: their database, the inventory, the graphs of this process, how long
+    a plan's hold lives before it frees itself, and the vehicles that drive plans."""
 
     db: Database
     inventory: Inventory
     graphs: roads.GraphCache
     hold_ttl_s: int
+    driving: trips.Driving = field(default_factory=trips.Driving)
 
     # -- making a plan ---------------------------------------------------------------------
     def create(self, identity: Identity, incident_id: int, data: dict[str, Any]) -> Plan:
         """Solve, record the plan as `reserving`, hold its stock: `planned`, or the refusal."""
         require(identity, "plans.write")
-        reconcile(self.db, self.inventory, self.hold_ttl_s)
         with self.db.reading() as session:
             incident = incidents.get(session, incident_id)
             graph = roads.ensure_network(session, self.graphs)
             sites, level = list(incident.sites), incident.level
         demands = self._demands(sites, data)
         _check_on_network(graph, demands)
-        result = self._solve(graph, sites, demands, _policy(data, level))
+        result = self._solve(graph, sites, demands, self._policy(data, level))
         return self._hold(self._record(identity, incident_id, graph.version, data, demands,
                                        result))
 
@@ -63,25 +68,41 @@ class Allocation:
         wanted: list[dict] = []
         for index, demand in enumerate(data.get("demands") or []):
             if demand["site"] not in by_id:
-                raise InvalidInput(f"demand {index} names site {demand['site']!r}, which is not "
-                                   "a site of this incident",
-                                   errors={f"demands.{index}.site": ["not a site of the "
-                                                                     "incident"]})
+                raise InvalidInput(_("demand %(index)s names site %(site)r, which is not a "
+                                     "site of this incident", index=index,
+                                     site=demand["site"]),
+                                   errors={f"demands.{index}.site": [_("not a site of the "
+                                                                       "incident")]})
             wanted.append(demand)
+        catalogue = self.inventory.items()
         if data.get("population_days"):
-            wanted.extend(derived_demands(sites, self.inventory.items(), data["population_days"]))
+            wanted.extend(derived_demands(sites, catalogue, data["population_days"]))
         if not wanted:
-            raise InvalidInput("nothing to plan: give demands, or population_days with sites "
-                               "that have a population",
-                               errors={"demands": ["give demands or population_days"]})
+            raise InvalidInput(_("nothing to plan: give demands, or population_days with sites "
+                                 "that have a population"),
+                               errors={"demands": [_("give demands or population_days")]})
         merged: dict[tuple[str, str, int], int] = {}
         for demand in wanted:
             slot = (demand["site"], demand["item"], demand.get("priority", 2))
             merged[slot] = merged.get(slot, 0) + demand["quantity"]
+        weight = unit_weights(catalogue)
         return [solver.Demand(site=site, node=by_id[site]["node"], item=item, quantity=quantity,
                               priority=priority, township=by_id[site]["township"],
-                              county=by_id[site]["county"])
+                              county=by_id[site]["county"], unit_weight_kg=weight.get(item, 0.0))
                 for (site, item, priority), quantity in merged.items()]
+
+    def _policy(self, chosen: dict[str, Any], level: str | None) -> solver.Policy:
+        """The solver's policy from a plan request (or the plan's record of it)."""
+        kind = chosen.get("policy") or BACKBONE
+        keep_min = chosen.get("keep_min")
+        trip_cost = chosen.get("trip_cost")
+        driving = self.driving if trip_cost is None else \
+            replace(self.driving, trip_cost=float(trip_cost))
+        return solver.Policy(kind=kind, max_minutes=chosen.get("max_minutes"),
+                             keep_min=kind == BACKBONE if keep_min is None else bool(keep_min),
+                             incident_level=level,
+                             outside_villages=bool(chosen.get("outside_villages")),
+                             driving=driving)
 
     def _solve(self, graph: RoadGraph, sites: list[dict], demands: list[solver.Demand],
                policy: solver.Policy) -> solver.Plan:
@@ -93,9 +114,11 @@ class Allocation:
                 demands: list[solver.Demand], result: solver.Plan) -> Plan:
         now = datetime.now(UTC)
         plan = Plan(incident_id=incident_id, status=lifecycle.RESERVING, graph_version=version,
-                    policy={k: data.get(k) for k in ("policy", "max_minutes", "keep_min")},
+                    policy={k: data.get(k) for k in POLICY_FIELDS},
                     demands=[demand_json(d) for d in demands],
                     unmet=[unmet_json(u) for u in result.unmet], cost=result.cost,
+                    trips=[trip_json(t) for t in result.trips], objective=result.objective,
+                    bound=result.bound, gap=result.gap,
                     reservations=[], created_by=identity.actor, created_at=now, updated_at=now)
         plan.shipments = [shipment_row(s, lifecycle.RESERVING) for s in result.shipments]
         with self.db.unit_of_work() as session:
@@ -183,29 +206,50 @@ class Allocation:
                     shipment.reservation_id, f"plan:{plan.id}:strand:{shipment.id}",
                     [{"warehouse": shipment.source, "item": shipment.item,
                       "quantity": shipment.quantity}])
-        replacements, unmet, reservation_id = self._resource(plan, stranded, nodes, level,
-                                                             sites, graph)
-        return self._record_replan(plan_id, graph.version, rerouted, stranded, replacements,
-                                   unmet, reservation_id)
+        weight = unit_weights(self.inventory.items())
+        replacement, reservation_id = self._resource(plan, stranded, nodes, level, sites, graph,
+                                                     weight)
+        return self._record_replan(plan_id, graph.version, rerouted, stranded, replacement,
+                                   reservation_id, weight)
+
+    def _repack(self, plan: Plan, replacement: solver.Plan | None,
+                weight: dict[str, float]) -> None:
+        """The trips of what the plan still carries, after a re-plan moved its shipments: each
+        source keeps its vehicle; the objective counts them, and there is no bound any more
+        (the re-plan re-sources what was stranded, it does not re-optimise the whole)."""
+        vehicles = {t.from_: trips.Vehicle(t.vehicle, t.capacity_kg)
+                    for t in (replacement.trips if replacement else [])}
+        vehicles.update({t["from"]: trips.Vehicle(t["vehicle"], t["capacity_kg"])
+                         for t in plan.trips or []})
+        live = [trips.Load(s.source, s.site, s.item, s.quantity, s.minutes, s.distance_km,
+                           s.path) for s in plan.shipments if lifecycle.counts(s.status)]
+        packed = trips.pack(live, lambda code: vehicles.get(code) or self.driving.vehicle(None),
+                            weight)
+        plan.trips = [trip_json(t) for t in packed]
+        trip_cost = (plan.policy or {}).get("trip_cost")
+        trip_cost = self.driving.trip_cost if trip_cost is None else float(trip_cost)
+        plan.objective = plan.cost + trip_cost * len(packed)
+        plan.bound = plan.gap = None
 
     def _resource(self, plan: Plan, stranded: list[Shipment], nodes: dict[str, dict],
-                  level: str | None, sites: list[dict],
-                  graph: RoadGraph) -> tuple[list[solver.Shipment], list[solver.Unmet], int | None]:
+                  level: str | None, sites: list[dict], graph: RoadGraph,
+                  weight: dict[str, float]) -> tuple[solver.Plan | None, int | None]:
         """New sources for what the stranded shipments carried, held (and, for a dispatched
         plan, committed) under a key of those shipments, so that a retry finds the same hold."""
         if not stranded:
-            return [], [], None
+            return None, None
         wanted: dict[tuple[str, str], int] = {}
         for shipment in stranded:
             key = (shipment.site, shipment.item)
             wanted[key] = wanted.get(key, 0) + shipment.quantity - shipment.delivered
         demands = [solver.Demand(site=site, node=nodes[site]["node"], item=item,
                                  quantity=quantity, priority=1,
-                                 township=nodes[site]["township"], county=nodes[site]["county"])
+                                 township=nodes[site]["township"], county=nodes[site]["county"],
+                                 unit_weight_kg=weight.get(item, 0.0))
                    for (site, item), quantity in wanted.items()]
-        result = self._solve(graph, sites, demands, _policy(plan.policy, level))
+        result = self._solve(graph, sites, demands, self._policy(plan.policy, level))
         if not result.shipments:
-            return [], result.unmet, None
+            return result, None
         tag = hashlib.sha256(",".join(str(s.id) for s in stranded).encode()).hexdigest()[:16]
         held = self.inventory.reserve(
             f"plan:{plan.id}:replan:{tag}",
@@ -213,11 +257,11 @@ class Allocation:
              for s in result.shipments], self.hold_ttl_s, f"plan:{plan.id}")
         if lifecycle.commits_replacements(plan.status):
             self.inventory.commit(held["id"], f"plan:{plan.id}:commit:{held['id']}")
-        return result.shipments, result.unmet, held["id"]
+        return result, held["id"]
 
     def _record_replan(self, plan_id: int, version: int, rerouted: dict[int, Route],
-                       stranded: list[Shipment], replacements: list[solver.Shipment],
-                       unmet: list[solver.Unmet], reservation_id: int | None) -> Plan:
+                       stranded: list[Shipment], replacement: solver.Plan | None,
+                       reservation_id: int | None, weight: dict[str, float]) -> Plan:
         with self.db.unit_of_work() as session:
             plan = _plan(session, plan_id, lock=True)  # one replan records at a time
             for shipment in plan.shipments:
@@ -232,16 +276,18 @@ class Allocation:
                 for shipment in cut:
                     shipment.status = lifecycle.STRANDED
                     shipment.note = f"no open road on graph version {version}; re-sourced"
-                for new in replacements:
+                for new in replacement.shipments if replacement else []:
                     row = shipment_row(new, plan.status)
                     row.reservation_id = reservation_id
                     plan.shipments.append(row)
                 if reservation_id:
                     plan.reservations = [*plan.reservations, reservation_id]
-                plan.unmet = [*plan.unmet, *(unmet_json(u) for u in unmet)]
+                plan.unmet = [*plan.unmet,
+                              *(unmet_json(u) for u in (replacement.unmet if replacement else []))]
             plan.graph_version = version
             plan.cost = sum(s.quantity * s.minutes for s in plan.shipments
                             if lifecycle.counts(s.status))
+            self._repack(plan, replacement, weight)
             _move(session, plan, lifecycle.REPLAN)
         return plan
 
@@ -282,13 +328,15 @@ def record_deliveries(session: Session, identity: Identity, plan_id: int,
     for index, delivery in enumerate(data["deliveries"]):
         shipment = by_id.get(delivery["shipment"])
         if shipment is None:
-            raise InvalidInput(f"plan {plan_id} has no shipment {delivery['shipment']}",
-                               errors={f"deliveries.{index}.shipment": ["not in this plan"]})
+            raise InvalidInput(_("plan %(plan)s has no shipment %(shipment)s", plan=plan_id,
+                                 shipment=delivery["shipment"]),
+                               errors={f"deliveries.{index}.shipment": [_("not in this plan")]})
         quantity = delivery.get("quantity", shipment.quantity - shipment.delivered)
         if shipment.delivered + quantity > shipment.quantity:
-            raise InvalidInput(f"shipment {shipment.id} carries {shipment.quantity}; "
-                               f"{shipment.delivered} already arrived",
-                               errors={f"deliveries.{index}.quantity": ["more than shipped"]})
+            raise InvalidInput(_("shipment %(shipment)s carries %(quantity)s; %(arrived)s "
+                                 "already arrived", shipment=shipment.id,
+                                 quantity=shipment.quantity, arrived=shipment.delivered),
+                               errors={f"deliveries.{index}.quantity": [_("more than shipped")]})
         shipment.delivered += quantity
         shipment.delivered_at = delivery.get("at") or now
         shipment.note = delivery.get("note") or shipment.note
@@ -317,15 +365,8 @@ def _move(session: Session, plan: Plan, action: str) -> None:
 def _plan(session: Session, plan_id: int, lock: bool = False) -> Plan:
     plan = session.get(Plan, plan_id, with_for_update=lock or None)
     if plan is None:
-        raise NotFound(f"no allocation plan {plan_id}")
+        raise NotFound(_("no allocation plan %(plan)s", plan=plan_id))
     return plan
-
-
-def _policy(chosen: dict[str, Any], level: str | None) -> solver.Policy:
-    """The solver's policy from a plan request (or the plan's record of it)."""
-    return solver.Policy(kind=chosen.get("policy") or NEAREST,
-                         max_minutes=chosen.get("max_minutes"),
-                         keep_min=bool(chosen.get("keep_min")), incident_level=level)
 
 
 def _check_on_network(graph: RoadGraph, demands: list[solver.Demand]) -> None:
@@ -333,8 +374,9 @@ def _check_on_network(graph: RoadGraph, demands: list[solver.Demand]) -> None:
         try:
             graph.node_index(demand.node)
         except KeyError:
-            raise InvalidInput(f"site {demand.site!r} is at road node {demand.node!r}, which "
-                               "the current road network does not have",
+            raise InvalidInput(_("site %(site)r is at road node %(node)r, which the current "
+                                 "road network does not have", site=demand.site,
+                                 node=demand.node),
                                errors={"sites": [f"{demand.site}: unknown road node "
                                                  f"{demand.node!r}"]}) from None
 
@@ -411,7 +453,8 @@ def depots(network: Network, sites: list[dict], graph: RoadGraph,
         in_incident=np.array([t in affected for t in townships.tolist()], dtype=bool),
         township=townships,
         county=np.array([p[1] if len(p) > 1 else None for p in paths], dtype=object),
-        items=list(items), available=available, minimum=minimum)
+        items=list(items), available=available, minimum=minimum,
+        level=np.array(w["level"], dtype=object))
 
 
 def hold_lines(shipments: list[Shipment]) -> list[dict]:
@@ -426,7 +469,8 @@ def shipment_row(shipment: solver.Shipment, status: str) -> Shipment:
     return Shipment(source=shipment.from_, site=shipment.to, item=shipment.item,
                     quantity=shipment.quantity, minutes=shipment.minutes,
                     distance_km=shipment.distance_km, path=list(shipment.path),
-                    reason=shipment.reason[:600], status=status, delivered=0)
+                    reason=shipment.reason[:600], reason_parts=i18n.dump(shipment.reason),
+                    status=status, delivered=0)
 
 
 def demand_json(demand: solver.Demand) -> dict:
@@ -434,15 +478,29 @@ def demand_json(demand: solver.Demand) -> dict:
             "priority": demand.priority}
 
 
+def trip_json(trip: trips.Trip) -> dict:
+    return {"from": trip.from_, "to": trip.to, "vehicle": trip.vehicle,
+            "capacity_kg": trip.capacity_kg,
+            "lines": [{"item": item, "quantity": quantity} for item, quantity in trip.lines],
+            "weight_kg": trip.weight_kg, "minutes": trip.minutes,
+            "distance_km": trip.distance_km, "path": list(trip.path)}
+
+
+def unit_weights(catalogue: list[dict]) -> dict[str, float]:
+    return {item["sku"]: float(item.get("unit_weight_kg") or 0.0) for item in catalogue}
+
+
 def unmet_json(unmet: solver.Unmet) -> dict:
     return {"site": unmet.site, "item": unmet.item, "quantity": unmet.quantity,
-            "reason": unmet.reason, "detail": unmet.detail}
+            "reason": unmet.reason, "detail": unmet.detail,
+            "detail_parts": i18n.dump(unmet.detail)}
 
 
 def plan_event(plan: Plan) -> dict:
     return {"id": plan.id, "incident": plan.incident_id, "status": plan.status,
             "graph_version": plan.graph_version, "cost": plan.cost,
+            "objective": plan.objective, "trips": len(plan.trips or []),
             "shipments": [{"id": s.id, "from": s.source, "to": s.site, "item": s.item,
                            "quantity": s.quantity} for s in plan.shipments],
-            "unmet": plan.unmet}
+            "unmet": [{k: v for k, v in u.items() if k != "detail_parts"} for u in plan.unmet]}
 

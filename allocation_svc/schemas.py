@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate, validates_schema
+from marshmallow import Schema, fields, post_dump, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
 from allocation_svc.roadtable import STATUS_CODES
-from allocation_svc.vocabulary import INCIDENT_STATUSES, INCIDENT_TYPES, LEVELS, NEAREST, POLICIES
+from allocation_svc.vocabulary import BACKBONE, INCIDENT_STATUSES, INCIDENT_TYPES, LEVELS, POLICIES
+from shared import i18n
 from shared.schemas import CODE, PageQuery, Quantity, StrictSchema, Text, UtcDateTime, page_schema
 
 
@@ -99,10 +100,21 @@ class DemandIn(StrictSchema):
 class AllocationIn(StrictSchema):
     demands = fields.List(fields.Nested(DemandIn), validate=validate.Length(0, 5000))
     population_days = fields.Integer(strict=True, validate=validate.Range(1, 90))
-    policy = fields.String(load_default=NEAREST, validate=validate.OneOf(POLICIES))
+    policy = fields.String(load_default=BACKBONE, validate=validate.OneOf(POLICIES), metadata={
+        "description": "backbone (default): the incident's townships, then their county depot, "
+                       "then the prefecture and other county depots, then township centres "
+                       "(州级为支撑、县级为基础、乡村为补充); graded: township, county, "
+                       "prefecture; nearest: the fastest depots first"})
     max_minutes = fields.Float(allow_none=True, validate=validate.Range(min=0, min_inclusive=False,
                                                                         max=100_000))
-    keep_min = fields.Boolean(load_default=False)
+    keep_min = fields.Boolean(allow_none=True, load_default=None, metadata={
+        "description": "depots outside the incident keep their min (default: yes for backbone, "
+                       "no otherwise)"})
+    outside_villages = fields.Boolean(load_default=False, metadata={
+        "description": "backbone: may draw on village points outside the incident's townships "
+                       "(their villages' own reserve), last"})
+    trip_cost = fields.Float(allow_none=True, validate=validate.Range(0, 1e9), metadata={
+        "description": "what one more trip is worth in unit-minutes (default: the service's)"})
 
     @validates_schema
     def something_to_plan(self, data, **kwargs):
@@ -125,13 +137,28 @@ class ShipmentOut(Schema):
     delivered_at = UtcDateTime(allow_none=True)
     note = fields.String(allow_none=True)
 
+    @post_dump(pass_original=True)
+    def in_the_readers_language(self, data: dict, shipment, **kwargs) -> dict:
+        parts = getattr(shipment, "reason_parts", None)
+        if parts:
+            data["reason"] = i18n.localize(i18n.load(parts))
+        return data
+
 
 class UnmetOut(Schema):
     site = fields.String()
     item = fields.String()
     quantity = fields.Integer()
-    reason = fields.String()
-    detail = fields.String()
+    reason = fields.String(metadata={"description": "no_stock_in_reach, no_open_road or "
+                                                    "beyond_max_minutes"})
+    detail = fields.String(metadata={"description": "in the reader's language"})
+
+    @post_dump(pass_original=True)
+    def in_the_readers_language(self, data: dict, unmet: dict, **kwargs) -> dict:
+        parts = unmet.get("detail_parts") if isinstance(unmet, dict) else None
+        if parts:
+            data["detail"] = i18n.localize(i18n.load(parts))
+        return data
 
 
 class DemandOut(Schema):
@@ -139,6 +166,23 @@ class DemandOut(Schema):
     item = fields.String()
     quantity = fields.Integer()
     priority = fields.Integer()
+
+
+class TripLineOut(Schema):
+    item = fields.String()
+    quantity = fields.Integer()
+
+
+class TripOut(Schema):
+    from_ = fields.String(attribute="from", data_key="from")
+    to = fields.String()
+    vehicle = fields.String()
+    capacity_kg = fields.Float()
+    lines = fields.List(fields.Nested(TripLineOut))
+    weight_kg = fields.Float()
+    minutes = fields.Float()
+    distance_km = fields.Float()
+    path = fields.List(fields.String())
 
 
 class PlanOut(Schema):
@@ -150,7 +194,15 @@ class PlanOut(Schema):
     demands = fields.List(fields.Nested(DemandOut))
     shipments = fields.List(fields.Nested(ShipmentOut))
     unmet = fields.List(fields.Nested(UnmetOut))
-    cost = fields.Float()
+    cost = fields.Float(metadata={"description": "sum of quantity x minutes"})
+    trips = fields.List(fields.Nested(TripOut), metadata={
+        "description": "one vehicle from one depot to one site with what it carries"})
+    objective = fields.Float(allow_none=True, metadata={
+        "description": "cost + trip_cost x trips: what the plan minimises"})
+    bound = fields.Float(allow_none=True, metadata={
+        "description": "a lower bound of the objective (none after a re-plan)"})
+    gap = fields.Float(allow_none=True, metadata={
+        "description": "(objective - bound) / objective"})
     reservations = fields.List(fields.Integer())
     failure = fields.String(allow_none=True)
     created_at = UtcDateTime()

@@ -42,16 +42,35 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
+from allocation_svc import trips as driven
 from allocation_svc.roadgraph import RoadGraph, Route, SiteTree
-from allocation_svc.vocabulary import ACTIVE, GRADED, LEVELS, NEAREST, POLICIES, PREFECTURE_LEVELS
+from allocation_svc.trips import Driving, Trip
+from allocation_svc.vocabulary import (
+    ACTIVE,
+    BACKBONE,
+    BACKBONE_LEVELS,
+    COUNTY,
+    GRADED,
+    LEVELS,
+    NEAREST,
+    POLICIES,
+    PREFECTURE_LEVELS,
+    TOWNSHIP,
+    VILLAGE,
+)
+from shared.i18n import Message, _, join
 
 COVER = 3  # first candidates per demand: the nearest depots holding COVER x its quantity
 INF = math.inf
-TIER_NAMES = ("own-township", "county", "prefecture")
+TIER_NAMES = (_("own-township"), _("county"), _("prefecture"))
+BACKBONE_TIER_NAMES = (_("incident townships"), _("own county depot"), _("prefecture backbone"),
+                       _("township centres"), _("village points"))
+OPEN_TIER_NAMES = (_("incident townships"), _("whole prefecture"))
 UNMET_REASONS = ("no_stock_in_reach", "no_open_road", "beyond_max_minutes")
 
 
@@ -67,7 +86,7 @@ class Depot:
     status: str = ACTIVE
     stock: dict[str, int] = field(default_factory=dict)
     minimum: dict[str, int] = field(default_factory=dict)
-    in_incident: bool = False
+    in_incident: bool = False  # in one of the incident's townships
 
 
 @dataclass(frozen=True)
@@ -81,17 +100,29 @@ class Demand:
     priority: int = 2
     township: str | None = None
     county: str | None = None
+    unit_weight_kg: float = 0.0  # for loading vehicles; 0 when unknown
 
 
 @dataclass(frozen=True)
 class Policy:
-    """How depots may be drawn. `graded` follows the township -> county -> prefecture tiers except
-    for incident levels I and II, which go straight to the whole prefecture like `nearest`."""
+    """How depots may be drawn, as tiers of cost (see `_Context._tiers`):
+    `nearest`: the fastest first, no tiers;
+    `graded`: township -> county -> prefecture, except for incident levels I and II, which go
+      straight to the whole prefecture like `nearest`;
+    `backbone` (州级为支撑、县级为基础、乡村为补充): the incident's townships (their centres and
+      village points, on the spot), then the sites' county depot, then the prefecture depot and
+      the other county depots, then other township centres; village points outside the incident
+      only with `outside_villages` (last). Levels I and II open the whole prefecture after the
+      incident's townships.
+    `driving`: also load the shipments into vehicles (`trips`); for `backbone`, re-choose the
+    depots within the tiers for the fewest unit-minutes plus trips (`trips.optimise`)."""
 
     kind: str = NEAREST
     max_minutes: float | None = None
     keep_min: bool = False  # depots outside the incident never go below their `min`
     incident_level: str | None = None
+    outside_villages: bool = False
+    driving: Driving | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +162,11 @@ class Plan:
     unmet: list[Unmet]
     cost: float  # sum of quantity x minutes
     stats: dict[str, int] = field(default_factory=dict)  # searches, candidates, rounds
+    trips: list[Trip] = field(default_factory=list)
+    # With `driving`: cost + trip_cost x trips, a lower bound of it, and the relative gap.
+    objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
 
 
 @dataclass
@@ -149,6 +185,11 @@ class DepotTable:
     items: list[str]
     available: np.ndarray  # int64 (depots, items)
     minimum: np.ndarray | None  # int64 (depots, items)
+    level: np.ndarray | None = None  # object: prefecture, county, township, village
+
+    def __post_init__(self) -> None:
+        if self.level is None:
+            self.level = np.full(len(self.codes), VILLAGE, dtype=object)
 
     @classmethod
     def from_depots(
@@ -176,6 +217,7 @@ class DepotTable:
             items=items,
             available=column("stock"),
             minimum=column("minimum") if with_minimum else None,
+            level=np.array([d.level for d in depots], dtype=object),
         )
 
     def __len__(self) -> int:
@@ -203,9 +245,13 @@ def solve(
     ctx.cover_sites()
     for item in items:
         ctx.solve_item(item)
+    optimised = ctx.optimise_trips() if policy.driving else None
+    for item in items:
+        ctx.record(item)
     cost = float(sum(s.quantity * s.minutes for s in ctx.shipments))
     ctx.stats["searches"] = graph.searches - searches_before
-    return Plan(graph.version, ctx.shipments, ctx.unmet, cost, ctx.stats)
+    plan = Plan(graph.version, ctx.shipments, ctx.unmet, cost, ctx.stats)
+    return ctx.drive(plan, optimised) if policy.driving else plan
 
 
 def _check(demands: Sequence[Demand], policy: Policy) -> None:
@@ -216,6 +262,8 @@ def _check(demands: Sequence[Demand], policy: Policy) -> None:
     if policy.max_minutes is not None and not policy.max_minutes > 0:
         raise ValueError("max_minutes must be > 0")
     for d in demands:
+        if not d.unit_weight_kg >= 0:
+            raise ValueError(f"unit weight must be >= 0, got {d.unit_weight_kg!r}")
         if not isinstance(d.quantity, int | np.integer) or d.quantity <= 0:
             raise ValueError(f"demand quantity must be a whole number > 0, got {d.quantity!r}")
         if d.priority not in (1, 2, 3):
@@ -261,9 +309,21 @@ class _Context:
         demands: Sequence[Demand],
         items: list[str],
     ) -> None:
-        self.graph, self.table, self.demands = graph, table, demands
+        self.graph, self.table, self.demands, self.policy = graph, table, demands, policy
         self.max_minutes = INF if policy.max_minutes is None else float(policy.max_minutes)
-        self.graded = policy.kind == GRADED and policy.incident_level not in PREFECTURE_LEVELS
+        wide = policy.incident_level in PREFECTURE_LEVELS
+        self.tier_names: tuple[str, ...] | None = None
+        if policy.kind == GRADED and not wide:
+            self.tier_names = TIER_NAMES
+        elif policy.kind == BACKBONE:
+            self.tier_names = OPEN_TIER_NAMES if wide else BACKBONE_TIER_NAMES
+        # A village point outside the incident keeps its stock for its own village's first hour.
+        self.reserve_only = (table.level == VILLAGE) & ~table.in_incident \
+            if policy.kind == BACKBONE and not policy.outside_villages \
+            else np.zeros(len(table), dtype=bool)
+        self.tier_heads = [_("%(tier)s tier: ", tier=t) for t in self.tier_names or ()]
+        self.tier_outside = [_("outside the %(tier)s tier", tier=t) for t in self.tier_names or ()]
+        self.optimised = False
         self.active = table.active
         self.available: dict[str, np.ndarray] = {}  # per item and depot, >= 0
         self.sendable: dict[str, np.ndarray] = {}  # what each depot may send: active, keep_min
@@ -277,7 +337,7 @@ class _Context:
             if policy.keep_min:  # solve() made sure the table has its minimum levels
                 held = np.where(table.in_incident, 0, np.maximum(table.minimum[:, c], 0))
                 have = np.maximum(have - held, 0)
-            self.sendable[item] = np.where(self.active, have, 0)
+            self.sendable[item] = np.where(self.active & ~self.reserve_only, have, 0)
         node_of = {d.node for d in demands}
         self.sites = {
             node: _SiteView(graph, graph.node_index(node), table.node) for node in node_of
@@ -287,6 +347,10 @@ class _Context:
         self.routes: dict[tuple[int, int], Route] = {}
         self.mark = np.zeros(len(table), dtype=bool)  # scratch: depots of one site
         self.stats = {"candidates": 0, "rounds": 0}
+        # item -> [lines, views, tiers, candidates, flow, unmet per line], until recorded
+        self.solved: dict[str, list] = {}
+        self.source_level: dict[str, str] = {}
+        self.flow_minutes = 0.0
 
     # ---- searches ------------------------------------------------------------------------------
 
@@ -372,16 +436,91 @@ class _Context:
             if complete:
                 break
         self.stats["candidates"] += len(cand)
-        self._record(item, lines, views, tiers, cand, flow, rem)
+        self.solved[item] = [lines, views, tiers, cand, flow, rem]
+        for j, f in enumerate(flow):
+            self.flow_minutes += sum(float(views[j].minutes[cand[d]]) * q for d, q in f.items())
+
+    def record(self, item: str) -> None:
+        self._record(item, *self.solved.pop(item))
 
     def _tiers(self, line: Demand) -> np.ndarray | None:
-        """Per depot, the graded tier for this demand: 0 own township, 1 own county, 2 other."""
-        if not self.graded:
+        """Per depot, the policy's tier for this demand (see `Policy`); None: no tiers.
+        graded: 0 own township, 1 own county, 2 other. backbone: 0 the incident's townships,
+        1 the site's county depot, 2 the prefecture and other county depots, 3 other township
+        centres, 4 other village points (when allowed); levels I and II: 0 the incident's
+        townships, 1 the rest."""
+        if self.tier_names is None:
             return None
         t, none = self.table, np.zeros(len(self.table), dtype=bool)
-        town = t.township == line.township if line.township is not None else none
-        county = t.county == line.county if line.county is not None else none
-        return np.where(town, 0.0, np.where(county, 1.0, 2.0))
+        if self.policy.kind == GRADED:
+            town = t.township == line.township if line.township is not None else none
+            county = t.county == line.county if line.county is not None else none
+            return np.where(town, 0.0, np.where(county, 1.0, 2.0))
+        if len(self.tier_names) == 2:
+            return np.where(t.in_incident, 0.0, 1.0)
+        own = (t.level == COUNTY) & (t.county == line.county) if line.county is not None else none
+        return np.select([t.in_incident, own, np.isin(t.level, BACKBONE_LEVELS),
+                          t.level == TOWNSHIP], [0.0, 1.0, 2.0, 3.0], 4.0)
+
+    # ---- trips ---------------------------------------------------------------------------------
+
+    def optimise_trips(self) -> driven.Optimised | None:
+        """For `backbone`: the depots of every line re-chosen, all items together, for the least
+        unit-minutes plus trips, each line's quantity and each item's tier total kept."""
+        driving = self.policy.driving
+        if self.policy.kind != BACKBONE or driving is None or not driving.optimise:
+            return None
+        weight = self._weights()
+        problems = []
+        for item, (lines, views, tiers, cand, flow, rem) in self.solved.items():
+            cost = np.empty((len(cand), len(lines)))
+            for j, view in enumerate(views):
+                minutes = view.minutes[cand]
+                cost[:, j] = np.where(minutes <= self.max_minutes, minutes, INF)
+            tier = None if tiers[0] is None else np.column_stack([t[cand] for t in tiers])
+            problems.append(driven.ItemProblem(
+                item=item, weight_kg=weight.get(item, 0.0), sites=[d.site for d in lines],
+                met=[int(d.quantity) - r for d, r in zip(lines, rem, strict=True)], cand=cand,
+                cost=cost, tier=tier, cap=self.sendable[item][cand], flow=flow))
+        capacity = np.zeros(len(self.table))
+        for prob in problems:
+            capacity[prob.cand] = [driving.vehicle(level).capacity_kg
+                                   for level in self.table.level[prob.cand].tolist()]
+        result = driven.optimise(problems, capacity, driving)
+        self.stats["trip_variables"] = result.variables if result else 0
+        if result is not None:
+            for state, flows in zip(self.solved.values(), result.flows, strict=True):
+                state[4] = flows
+            self.optimised = True
+        return result
+
+    def drive(self, plan: Plan, optimised: driven.Optimised | None) -> Plan:
+        """The plan's trips, its objective (cost + trip_cost x trips), a lower bound and the gap:
+        the MILP's bound when it ran, never below the flow's minutes plus the fewest trips the
+        sites' loads need in the largest vehicles."""
+        driving = self.policy.driving
+        weight = self._weights()
+        trips = driven.pack(plan.shipments,
+                            lambda code: driving.vehicle(self.source_level.get(code)), weight)
+        objective = plan.cost + driving.trip_cost * len(trips)
+        load: dict[str, float] = {}
+        for s in plan.shipments:
+            load[s.to] = load.get(s.to, 0.0) + s.quantity * weight.get(s.item, 0.0)
+        largest = max(v.capacity_kg for v in driving.vehicles.values())
+        bound = self.flow_minutes + driving.trip_cost * driven.fewest_trips(load, largest)
+        if optimised is not None:
+            bound = max(bound, optimised.bound)
+        bound = min(bound, objective)
+        self.stats["trips"] = len(trips)
+        self.stats["trips_exact"] = int(optimised is not None and optimised.exact)
+        return replace(plan, trips=trips, objective=objective, bound=bound,
+                       gap=(objective - bound) / objective if objective > 0 else 0.0)
+
+    def _weights(self) -> dict[str, float]:
+        weight: dict[str, float] = {}
+        for d in self.demands:
+            weight[d.item] = max(weight.get(d.item, 0.0), float(d.unit_weight_kg))
+        return weight
 
     # ---- results -------------------------------------------------------------------------------
 
@@ -416,6 +555,7 @@ class _Context:
             reasons = self._why(item, view, tiers[j], depots, spare)
             for depot, reason in zip(depots, reasons, strict=True):
                 route = self._route(view, depot)
+                self.source_level[self.table.codes[depot]] = self.table.level[depot]
                 self.shipments.append(
                     Shipment(
                         from_=self.table.codes[depot],
@@ -463,11 +603,12 @@ class _Context:
         active, left = self.active[nearer], spare[nearer]
         empty_before = np.concatenate([[0], np.cumsum(active & (avail == 0))]).tolist()
         why = np.full(len(nearer), "", dtype=object)
-        why[~active & (avail > 0)] = "not active"
-        why[active & (avail > 0) & (send == 0)] = "held back by keep_min"
+        why[~active & (avail > 0)] = NOT_ACTIVE
+        why[active & (avail > 0) & (send == 0)] = HELD_BACK
         used = active & (send > 0) & (left == 0)
-        why[used] = "fully allocated to other demands"
-        why[used & (send < avail)] = "allocated down to its minimum"
+        why[used] = ALLOCATED
+        why[used & (send < avail)] = DOWN_TO_MIN
+        why[active & (avail > 0) & self.reserve_only[nearer]] = VILLAGE_RESERVE
         notable = np.flatnonzero(why != "")
         notable_at = notable.tolist()
         codes = self.table.codes
@@ -475,27 +616,33 @@ class _Context:
         for depot, m, cut in zip(
             depots, minutes.tolist(), np.searchsorted(nearer_minutes, cuts).tolist(), strict=True
         ):
-            head, marks, named = "", why, notable[: bisect_left(notable_at, cut)]
+            head, marks, named = [], why, notable[: bisect_left(notable_at, cut)]
             if tiers is not None:
                 tier = int(tiers[depot])
-                head = f"{TIER_NAMES[tier]} tier: "
-                outside = active[:cut] & (left[:cut] > 0) & (tiers[nearer[:cut]] > tier)
+                head = [self.tier_heads[tier]]
+                spare = active[:cut] & (left[:cut] > 0)
+                outside = spare & (tiers[nearer[:cut]] > tier)
                 marks = why[:cut].copy()
-                marks[outside] = f"outside the {TIER_NAMES[tier]} tier"
+                marks[outside] = self.tier_outside[tier]
+                if self.optimised:
+                    marks[spare & ~outside] = FEWER_TRIPS
                 named = np.flatnonzero(marks != "")
             if not len(named):
-                text = f"{head}nearest depot with {item} in stock ({_min(m)})"
+                text = [*head, _("nearest depot with %(item)s in stock (%(minutes)s)", item=item,
+                                 minutes=_min(m))]
             else:
-                parts = [
-                    f"{codes[nearer[k]]} ({_min(nearer_minutes[k])}) {marks[k]}" for k in named[:3]
-                ]
+                parts = [_("%(depot)s (%(minutes)s) %(why)s", depot=codes[nearer[k]],
+                           minutes=_min(nearer_minutes[k]), why=marks[k]) for k in named[:3]]
                 if len(named) > 3:
-                    parts.append(f"{len(named) - 3} more")
-                text = f"{head}{_min(m)}; nearer " + ", ".join(parts)
+                    parts.append(_("%(count)s more", count=len(named) - 3))
+                text = [*head, _("%(minutes)s; nearer ", minutes=_min(m)), join(parts, ", ")]
             empties = empty_before[cut]
             if empties:
-                text += f"; {empties} nearer depot{'s' * (empties > 1)} had no {item}"
-            texts.append(text)
+                text.append(_("; %(count)s nearer depots had no %(item)s", count=empties,
+                              item=item) if empties > 1 else
+                            _("; %(count)s nearer depot had no %(item)s", count=empties,
+                              item=item))
+            texts.append(join(text))
         return texts
 
     def _why_unmet(
@@ -507,41 +654,60 @@ class _Context:
         far = left & reach & (minutes > self.max_minutes)
         if far.any():
             nearest = np.flatnonzero(far)[np.argmin(minutes[far])]
-            return "beyond_max_minutes", (
-                f"{int(spare[far].sum())} {item} at {int(far.sum())} depot(s) beyond "
-                f"{_min(self.max_minutes)}; nearest {self.table.codes[nearest]} "
-                f"({_min(minutes[nearest])})"
-            )
+            return "beyond_max_minutes", _(
+                "%(quantity)s %(item)s at %(depots)s depot(s) beyond %(limit)s; nearest "
+                "%(nearest)s (%(minutes)s)", quantity=int(spare[far].sum()), item=item,
+                depots=int(far.sum()), limit=_min(self.max_minutes),
+                nearest=self.table.codes[nearest], minutes=_min(minutes[nearest]))
         cut = left & ~reach
         if cut.any():
-            tail = "" if reach.any() else "; no open road reaches the site from any depot"
-            return "no_open_road", (
-                f"{int(spare[cut].sum())} {item} left at {int(cut.sum())} depot(s) with no open "
-                f"road to the site{tail}"
-            )
+            told = _("%(quantity)s %(item)s left at %(depots)s depot(s) with no open road to "
+                     "the site", quantity=int(spare[cut].sum()), item=item,
+                     depots=int(cut.sum()))
+            if not reach.any():
+                told = join([told, _("; no open road reaches the site from any depot")])
+            return "no_open_road", told
         in_reach = reach & (minutes <= self.max_minutes)
         avail, send = self.available[item], self.sendable[item]
         gave = in_reach & (send > 0)
         parts = [
-            f"every depot in reach is out of {item}"
+            _("every depot in reach is out of %(item)s", item=item)
             if gave.any()
-            else f"no depot in reach holds {item}"
+            else _("no depot in reach holds %(item)s", item=item)
         ]
         if gave.any():
-            parts.append(f"{int(gave.sum())} gave all they could")
-        held = in_reach & self.active & (avail > send)
+            parts.append(_("%(depots)s gave all they could", depots=int(gave.sum())))
+        reserve = in_reach & self.active & self.reserve_only & (avail > 0)
+        if reserve.any():
+            parts.append(_("%(quantity)s kept at %(depots)s village point(s) outside the "
+                           "incident (outside_villages draws on them)",
+                           quantity=int(avail[reserve].sum()), depots=int(reserve.sum())))
+        held = in_reach & self.active & ~self.reserve_only & (avail > send)
         if held.any():
-            quantity = int((avail[held] - send[held]).sum())
-            parts.append(f"{quantity} held back by keep_min at {int(held.sum())} depot(s)")
+            parts.append(_("%(quantity)s held back by keep_min at %(depots)s depot(s)",
+                           quantity=int((avail[held] - send[held]).sum()),
+                           depots=int(held.sum())))
         idle = in_reach & ~self.active & (avail > 0)
         if idle.any():
-            quantity = int(avail[idle].sum())
-            parts.append(f"{quantity} at {int(idle.sum())} depot(s) not active")
-        return "no_stock_in_reach", "; ".join(parts)
+            parts.append(_("%(quantity)s at %(depots)s depot(s) not active",
+                           quantity=int(avail[idle].sum()), depots=int(idle.sum())))
+        return "no_stock_in_reach", join(parts, "; ")
 
 
-def _min(minutes: float) -> str:
-    return f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
+# Why a nearer depot did not send, said once.
+NOT_ACTIVE = _("not active")
+HELD_BACK = _("held back by keep_min")
+ALLOCATED = _("fully allocated to other demands")
+DOWN_TO_MIN = _("allocated down to its minimum")
+VILLAGE_RESERVE = _("a village point outside the incident (its village's own reserve)")
+FEWER_TRIPS = _("has spare, left out for fewer trips")
+
+
+@lru_cache(maxsize=8192)
+def _min(minutes: float) -> Message:
+    if minutes < 10:
+        return _("%(minutes).1f min", minutes=minutes)
+    return _("%(minutes).0f min", minutes=minutes)
 
 
 def _transport(
@@ -585,7 +751,7 @@ def _transport(
             head[j] = h
             if h < len(reach):
                 dist[j], via[j] = cost[reach[h]][j], (-1, reach[h])
-        for _ in range(n_line - 1):
+        for _round in range(n_line - 1):
             changed = False
             for i in range(n_line):
                 if dist[i] == INF:
@@ -605,14 +771,14 @@ def _transport(
         if target < 0:
             return flow, rem
         steps, j = [], target
-        for _ in range(n_line):
+        for _step in range(n_line):
             i, d = via[j]
             steps.append((i, d, j))
             if i < 0:
                 break
             j = i
         amount = rem[target]
-        for i, d, _ in steps:
+        for i, d, _line in steps:
             amount = min(amount, spare[d] if i < 0 else flow[i][d])
         for i, d, j in steps:
             if d in flow[j]:
@@ -643,7 +809,7 @@ def _marginal_costs(
     """
     n_line = len(rem)
     phi = [INF if rem[j] else max(cost[d][j] for d in flow[j]) for j in range(n_line)]
-    for _ in range(n_line - 1):
+    for _round in range(n_line - 1):
         changed = False
         for j in range(n_line):
             if phi[j] == INF:

@@ -13,9 +13,17 @@ INCIDENT_TYPES = ("flood", "rainstorm", "landslide", "geological", "hail", "snow
 INCIDENT_OPEN, INCIDENT_CLOSED = "open", "closed"
 INCIDENT_STATUSES = (INCIDENT_OPEN, INCIDENT_CLOSED)
 
-# How depots are drawn: the fastest first, or township -> county -> prefecture tiers.
-NEAREST, GRADED = "nearest", "graded"
-POLICIES = (NEAREST, GRADED)
+# How depots are drawn: the fastest first; township -> county -> prefecture tiers; or the
+# source document's rule 州级为支撑、县级为基础、乡村为补充 (the default): the incident's own
+# townships, their county depot, the prefecture depot and the other county depots, then other
+# township centres.
+NEAREST, GRADED, BACKBONE = "nearest", "graded", "backbone"
+POLICIES = (BACKBONE, NEAREST, GRADED)
+
+# Depot levels, the prefecture at the top.
+PREFECTURE, COUNTY, TOWNSHIP, VILLAGE = "prefecture", "county", "township", "village"
+DEPOT_LEVELS = (PREFECTURE, COUNTY, TOWNSHIP, VILLAGE)
+BACKBONE_LEVELS = (PREFECTURE, COUNTY)
 
 # A replenishment is proposed, then executed into transfers.
 REPLENISHMENT_PLANNED, REPLENISHMENT_EXECUTED = "planned", "executed"

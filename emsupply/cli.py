@@ -363,14 +363,18 @@ def _output(path: Path):
               help="a commander's token (default with --data-dir: the demo commander's, or a "
                    "new one)")
 @click.option("--county", help="the county the storm hits (default: Rongjiang, RJ)")
+@click.option("--lang", "language", metavar="zh|en",
+              help="the language of the story (default: the locale's, LC_ALL / LC_MESSAGES / "
+                   "LANG, when it is Chinese or English; otherwise Chinese)")
 def scenario(story: str, data_dir: Path, url: str | None, token: str | None,
-             county: str | None) -> None:
+             county: str | None, language: str | None) -> None:
     """Tell the storyline of a response through the public API of a running suite: a storm,
     first and full reports, a plan, a landslide, re-plan, dispatch, deliveries, restocking.
     Exits non-zero if any step fails."""
     from emsupply import supervisor
     from emsupply.scenario import StepFailed, Storm
     from emsupply.suite import HttpSuite
+    from shared.i18n import _, localize
 
     data_dir = data_dir.resolve()
     if not url:
@@ -387,19 +391,41 @@ def scenario(story: str, data_dir: Path, url: str | None, token: str | None,
                                                            "storm-scenario")
     elif not token:
         raise click.UsageError("--url needs --token (a commander's, or EMSUPPLY_TOKEN)")
-    client = HttpSuite(url, token, timeout=180.0)
+    language = _language(language)
+    client = HttpSuite(url, token, timeout=180.0, language=language)
     click.echo(f"through {url}/api/v1\n")
     try:
-        outcome = Storm(client, click.echo, county).run()
+        outcome = Storm(client, click.echo, county, language).run()
     except StepFailed as exc:
-        _err(f"scenario failed: {exc}")
+        _err(localize(_("scenario failed: %(why)s", why=exc.said), language))
         sys.exit(1)
     finally:
         client.close()
-    click.echo(f"storm scenario done in {outcome.seconds:.1f} s: incident {outcome.incident}, "
-               f"plan {outcome.plan}, {outcome.shipped:,} units shipped, {outcome.unmet:,} "
-               f"unmet, road {outcome.closed_edge} closed, {len(outcome.transfers)} restocking "
-               "transfers")
+    click.echo(localize(_(
+        "storm scenario done in %(seconds).1f s: incident %(incident)s, plan %(plan)s, "
+        "%(shipped)s units shipped, %(unmet)s unmet, road %(road)s closed, %(transfers)s "
+        "restocking transfers", seconds=outcome.seconds, incident=outcome.incident,
+        plan=outcome.plan, shipped=f"{outcome.shipped:,}", unmet=f"{outcome.unmet:,}",
+        road=outcome.closed_edge, transfers=len(outcome.transfers)), language))
+
+
+def _language(chosen: str | None) -> str:
+    """--lang, else the locale's language when it is one of ours, else Chinese (the users')."""
+    from shared import i18n
+
+    if chosen:
+        try:
+            return i18n.parse_language(chosen)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--lang") from None
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name, "")
+        if value:
+            try:
+                return i18n.parse_language(value)
+            except ValueError:
+                return "zh"
+    return "zh"
 
 
 def available_services() -> tuple[str, ...]:

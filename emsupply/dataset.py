@@ -155,7 +155,8 @@ _SHELF_DAYS = np.array([row[8] for row in _ITEMS])
 _TARGETS = np.array([row[9] for row in _ITEMS], dtype=np.float64)  # (items, levels)
 # The storm the backbone (a prefecture depot and its active county depots) is stocked for: the
 # scenario's (emsupply/scenario.py), 9,690 people resettled for 3 days, by the items' norms, with
-# a margin. The prefecture depot tops up whatever its counties' stock leaves short.
+# a margin, above the depots' minimums (a plan keeps the `min` of depots outside the incident).
+# The prefecture depot tops up whatever its counties' stock leaves short.
 STORM_PEOPLE, STORM_DAYS = 9_690, 3
 _STORM_MARGIN = 1.2
 _STORM_NEED = np.ceil(STORM_PEOPLE * np.array([row[6] for row in _ITEMS])
@@ -560,7 +561,8 @@ def _stock(rng: np.random.Generator, codes: list[str], level: np.ndarray, status
     """Stock and min/target norms of the active depots: the prefecture holds every item in bulk,
     counties nearly all, townships most, village points a few; about one line in five starts
     below its minimum so that replenishment has work to do. Each prefecture depot and its
-    active counties together hold at least `_STORM_MARGIN` times `_STORM_NEED`."""
+    active counties together hold at least `_STORM_MARGIN` times `_STORM_NEED` above their
+    minimums."""
     active = np.flatnonzero(status == _ACTIVE)
     lv = level[active]
     base = _TARGETS[:, lv].T
@@ -586,7 +588,7 @@ def _stock(rng: np.random.Generator, codes: list[str], level: np.ndarray, status
     prefecture = np.where(top[up], active[row[up]], parent[active[row[up]]])
     prefectures, which = np.unique(prefecture, return_inverse=True)
     in_store = np.zeros((len(prefectures), len(_ITEMS)), np.int64)
-    np.add.at(in_store, (which, item[up]), quantity[up])
+    np.add.at(in_store, (which, item[up]), np.maximum(quantity[up] - minimum[up], 0))
     lacking = np.ceil(_STORM_MARGIN * _STORM_NEED).astype(np.int64) - in_store
     quantity[top] += np.maximum(lacking[np.searchsorted(prefectures, active[row[top]]), item[top]],
                                 0)

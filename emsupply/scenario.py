@@ -3,10 +3,15 @@ API with a commander's token, each step printed as a readable table.
 
 A heavy rainstorm hits three neighbouring townships of one county. The first report (within two
 minutes) carries only the type and one site; the full report follows: level IV, 9,690 people to
-resettle for 3 days. The commander asks for a plan from the items' population norms, graded
-(township first, then county, then prefecture). A landslide then closes a road that the plan
-uses; the plan is re-planned, dispatched, and its shipments arrive. Last, the depots that fell
-below their `min` are restocked from the level above, county by county.
+resettle for 3 days. The commander asks for a plan from the items' population norms, by the
+default policy, the backbone (州级为支撑、县级为基础、乡村为补充: the townships' own depots first,
+then their county depot, then the prefecture and other county depots), driven in trips of
+lorries, vans and pickups. A landslide then closes a road that the plan uses; the plan is
+re-planned, dispatched, and its shipments arrive. Last, the depots that fell below their `min`
+are restocked from the level above, county by county.
+
+Everything a person reads is said in the chosen language (`--lang zh|en`): the tables here
+through the gettext catalogue (`shared.i18n`), the API's reasons through Accept-Language.
 
 Every step is checked: a failed call, or a plan that still routes over the closed road, stops
 the story with the step that failed (`StepFailed`), which the CLI turns into a non-zero exit.
@@ -16,22 +21,32 @@ from __future__ import annotations
 
 import math
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from emsupply.suite import ApiError, SuiteClient
+from shared.i18n import _, localize
 
 POPULATION = (4260, 3180, 2250)  # 9,690 people to resettle, as in 2021-2022 (DOMAIN.md)
 DAYS = 3
 PREFERRED_COUNTY = "RJ"  # Rongjiang, on the Duliu river, floods often
 LEVEL_RANK = {"prefecture": 0, "county": 1, "township": 2, "village": 3}
+WORDS = {"prefecture": _("prefecture"), "county": _("county"), "township": _("township"),
+         "village": _("village"), "lorry": _("lorry"), "van": _("van"), "pickup": _("pickup"),
+         "rerouted": _("rerouted"), "re-sourced": _("re-sourced"), "stranded": _("stranded"),
+         "planned": _("planned"), "dispatched": _("dispatched"), "delivered": _("delivered")}
+ROADS = {"expressway": _("expressway"), "national": _("national road"),
+         "provincial": _("provincial road"), "county": _("county road"),
+         "township": _("township road"), "village": _("village road")}
 
 
 class StepFailed(RuntimeError):
     def __init__(self, step: str, detail: str):
-        super().__init__(f"step '{step}' failed: {detail}")
+        self.said = _("step '%(step)s' failed: %(detail)s", step=step, detail=detail)
+        super().__init__(str(self.said))
         self.step, self.detail = step, detail
 
 
@@ -51,22 +66,30 @@ class Outcome:
     seconds: float = 0.0
 
 
-def table(headers: list[str], rows: list[list[Any]], limit: int | None = None) -> str:
-    """A plain text table; numbers right-aligned. Over `limit` rows, the rest is counted."""
+def table(headers: list[str], rows: list[list[Any]], limit: int | None = None,
+          language: str = "en") -> str:
+    """A plain text table in `language`; numbers right-aligned, Chinese counted two columns
+    wide as a terminal shows it. Over `limit` rows, the rest is counted."""
     shown = rows if limit is None or len(rows) <= limit else rows[:limit]
-    cells = [[_fmt(v) for v in row] for row in shown]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    cells = [[localize(_fmt(v), language) for v in row] for row in shown]
+    heads = [localize(h, language) for h in headers]
+    widths = [max([_width(h)] + [_width(r[i]) for r in cells]) for i, h in enumerate(heads)]
     numeric = [all(isinstance(row[i], int | float) for row in shown) and bool(shown)
                for i in range(len(headers))]
 
     def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if n else v.ljust(w)
+        return "  ".join(" " * (w - _width(v)) + v if n else v + " " * (w - _width(v))
                          for v, w, n in zip(values, widths, numeric, strict=True)).rstrip()
 
-    out = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells]
+    out = [line(heads), line(["-" * w for w in widths])] + [line(r) for r in cells]
     if len(shown) < len(rows):
-        out.append(f"... and {len(rows) - len(shown)} more")
+        out.append(localize(_("... and %(count)s more", count=len(rows) - len(shown)),
+                            language))
     return "\n".join("  " + row for row in out)
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def _fmt(value: Any) -> str:
@@ -76,7 +99,7 @@ def _fmt(value: Any) -> str:
         return f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value)
+    return value if isinstance(value, str) else str(value)
 
 
 class Roads:
@@ -101,8 +124,8 @@ class Roads:
         found = self.by_pair.get(frozenset((a, b)))
         return found[0] if found and len(found) == 1 else None
 
-    def describe(self, path: list[str], parts: int = 3) -> str:
-        """`national 42 km > provincial 18 km > village 3 km` for a path of nodes."""
+    def describe(self, path: list[str], parts: int = 3, language: str = "en") -> str:
+        """`national road 42 km > provincial road 18 km > village road 3 km` for a path."""
         runs: list[list] = []
         for a, b in zip(path, path[1:], strict=False):
             ids = self.by_pair.get(frozenset((a, b))) or []
@@ -113,10 +136,11 @@ class Roads:
                 runs[-1][1] += edge["length_km"]
             else:
                 runs.append([edge["road_class"], edge["length_km"]])
-        text = [f"{cls} {km:.0f} km" for cls, km in runs]
+        text = [localize(_("%(road)s %(km).0f km", road=ROADS.get(cls, cls), km=km), language)
+                for cls, km in runs]
         if len(text) > parts:
             text = text[:parts - 1] + ["…", text[-1]]
-        return " > ".join(text) or "(on site)"
+        return " > ".join(text) or localize(_("(on site)"), language)
 
     def joined_without(self, edge_id: str) -> bool:
         """Whether the two ends of `edge_id` are still joined (undirected) once it is closed."""
@@ -143,26 +167,40 @@ def uses(path: list[str], edge: dict) -> bool:
 
 class Storm:
     def __init__(self, client: SuiteClient, echo: Callable[[str], None] = print,
-                 county: str | None = None):
-        self.client, self.echo, self.county = client, echo, county
+                 county: str | None = None, language: str = "en"):
+        self.client, self.county, self.language = client, county, language
+        self.echo = lambda text: echo(localize(text, language))
         self.outcome = Outcome()
         self.step_no = 0
         self.roads: Roads | None = None
         self.names: dict[str, str] = {}
         self.levels: dict[str, str] = {}
         self.paths: dict[str, list[str]] = {}
+        self.items: dict[str, str] = {}  # sku -> name in the story's language
         self.started = datetime.now(UTC)
 
     # --- the story -----------------------------------------------------------------------
     def run(self) -> Outcome:
         started = time.monotonic()
-        steps = [self.first_report, self.full_report, self.plan, self.landslide, self.replan,
-                 self.dispatch, self.deliveries, self.restock, self.check]
-        self.echo(f"Storm scenario: {len(steps)} steps through the public API\n")
+        steps = [
+            (self.first_report, _("First report, within two minutes: a rainstorm, one site")),
+            (self.full_report, _("Full report: level IV, 9,690 people to resettle for 3 days in "
+                                 "three townships")),
+            (self.plan, _("Plan from population norms (the backbone: townships on the spot, "
+                          "their county depot, then the prefecture)")),
+            (self.landslide, _("A landslide closes a road the plan uses")),
+            (self.replan, _("Re-plan: shipments over the closed road rerouted, or re-sourced")),
+            (self.dispatch, _("Dispatch: the held stock leaves the depots")),
+            (self.deliveries, _("Deliveries: every shipment arrives")),
+            (self.restock, _("Restock: depots that fell below min, from the level above")),
+            (self.check, _("Check: stock that left the depots equals the plan's shipments")),
+        ]
+        self.echo(_("Storm scenario: %(steps)s steps through the public API\n",
+                    steps=len(steps)))
         state: dict[str, Any] = {}
-        for step in steps:
+        for step, said in steps:
             self.step_no += 1
-            title = (step.__doc__ or step.__name__).strip().splitlines()[0]
+            title = localize(said, self.language)
             self.echo(f"[{self.step_no}/{len(steps)}] {title}")
             try:
                 step(state)
@@ -175,71 +213,78 @@ class Storm:
         return self.outcome
 
     def first_report(self, state: dict) -> None:
-        """First report, within two minutes: a rainstorm, one site"""
         county, townships = self._place()
         self.outcome.county, self.outcome.townships = county, townships
         incident = self.client.call("POST", "/api/v1/incidents", {
             "type": "rainstorm", "sites": [{"id": townships[0], "warehouse": townships[0]}]})
         state["incident"] = self.outcome.incident = incident["id"]
         site = incident["sites"][0]
-        self.echo(table(["incident", "type", "level", "site", "township", "county"],
-                        [[incident["id"], incident["type"], incident["level"], site["id"],
-                          site["township"], site["county"]]]))
+        self.echo(self.table([_("incident"), _("type"), _("level"), _("site"), _("township"),
+                              _("county")],
+                             [[incident["id"], incident["type"], incident["level"], site["id"],
+                               self.names.get(site["township"], site["township"]),
+                               self.names.get(site["county"], site["county"])]]))
 
     def full_report(self, state: dict) -> None:
-        """Full report: level IV, 9,690 people to resettle for 3 days in three townships"""
         townships = self.outcome.townships
         sites = [{"id": code, "warehouse": code, "population": people}
                  for code, people in zip(townships, POPULATION, strict=True)]
         county_name = self.names.get(self.outcome.county, self.outcome.county)
-        county_name = county_name.split(" emergency supply")[0]
+        county_name = county_name.split(" emergency supply")[0].split("应急物资")[0]
+        title = localize(_("Heavy rainstorm: %(county)s, three townships", county=county_name),
+                         self.language)
         incident = self.client.call("PATCH", f"/api/v1/incidents/{state['incident']}", {
-            "level": "IV", "title": f"Heavy rainstorm: {county_name}, three townships",
-            "sites": sites})
-        self.echo(f"  {incident['title']} (level {incident['level']})")
-        self.echo(table(["site", "township depot", "road node", "people"],
-                        [[s["id"], self.names.get(s["warehouse"], s["warehouse"]), s["node"],
-                          s["population"]] for s in incident["sites"]]))
-        self.echo(f"  {sum(POPULATION):,} people, {DAYS} days")
+            "level": "IV", "title": title, "sites": sites})
+        self.echo(_("  %(title)s (level %(level)s)", title=incident["title"],
+                    level=incident["level"]))
+        self.echo(self.table([_("site"), _("township depot"), _("road node"), _("people")],
+                             [[s["id"], self.names.get(s["warehouse"], s["warehouse"]),
+                               s["node"], s["population"]] for s in incident["sites"]]))
+        self.echo(_("  %(people)s people, %(days)s days", people=f"{sum(POPULATION):,}",
+                    days=DAYS))
 
     def plan(self, state: dict) -> None:
-        """Plan from population norms (graded: township, then county, then prefecture)"""
         plan = self.client.call(
             "POST", f"/api/v1/incidents/{state['incident']}/allocations",
-            {"population_days": DAYS, "policy": "graded"},
-            {"Idempotency-Key": f"storm:{state['incident']}:plan"})
+            {"population_days": DAYS}, {"Idempotency-Key": f"storm:{state['incident']}:plan"})
         state["plan"] = self.outcome.plan = plan["id"]
         self.roads = Roads(self.client.call("GET", "/api/v1/roads"))
         warehouses = self.client.pages("/api/v1/warehouses")
         self.levels = {w["code"]: w["level"] for w in warehouses}
         self.paths = {w["code"]: w["path"] for w in warehouses}
+        self.names.update({w["code"]: self._name(w) for w in warehouses})
+        self.items = {i["sku"]: self._name(i) for i in self.client.pages("/api/v1/items")}
         live = [s for s in plan["shipments"] if s["status"] != "stranded"]
-        self.echo(f"  plan {plan['id']}: {plan['status']}, {len(live):,} shipments from "
-                  f"{len({s['from'] for s in live}):,} depots, graph version "
-                  f"{plan['graph_version']}, cost {plan['cost']:,.0f} unit-minutes")
+        self.echo(_("  plan %(plan)s: %(status)s, %(shipments)s shipments in %(trips)s trips "
+                    "from %(depots)s depots, graph version %(version)s",
+                    plan=plan["id"], status=WORDS.get(plan["status"], plan["status"]),
+                    shipments=f"{len(live):,}", trips=f"{len(plan['trips']):,}",
+                    depots=f"{len({s['from'] for s in live}):,}",
+                    version=plan["graph_version"]))
+        self._cost(plan)
         self._demand_table(plan)
-        self._by_level(live)
-        self._shipments(live, "the largest shipments (who sends what, by which road, how long)")
+        self._by_level(live, plan["trips"])
+        self._trips(plan["trips"])
         self._unmet(plan["unmet"])
 
     def landslide(self, state: dict) -> None:
-        """A landslide closes a road the plan uses"""
         plan = self.client.call("GET", f"/api/v1/allocations/{state['plan']}")
         edge_id, load = self._road_to_close(plan)
         if edge_id is None:
-            raise StepFailed("landslide", "the plan uses no road that can close without "
-                                          "cutting a site off (nothing to re-plan)")
+            raise StepFailed("landslide", localize(_(
+                "the plan uses no road that can close without cutting a site off (nothing to "
+                "re-plan)"), self.language))
         edge = self.roads.edges[edge_id]
         answer = self.client.call("POST", "/api/v1/roads/events", {"events": [{
             "edge": edge_id, "status": "closed", "reason": "landslide"}]})
         self.outcome.closed_edge = edge_id
-        self.echo(table(["road", "class", "between", "km", "shipments on it", "units",
-                         "graph version"],
-                        [[edge_id, edge["road_class"], f"{edge['from']} - {edge['to']}",
-                          edge["length_km"], load[0], load[1], answer["graph_version"]]]))
+        self.echo(self.table([_("road"), _("class"), _("between"), _("km"),
+                              _("shipments on it"), _("units"), _("graph version")],
+                             [[edge_id, ROADS.get(edge["road_class"], edge["road_class"]),
+                               f"{edge['from']} - {edge['to']}", edge["length_km"], load[0],
+                               load[1], answer["graph_version"]]]))
 
     def replan(self, state: dict) -> None:
-        """Re-plan: shipments over the closed road rerouted, or re-sourced"""
         before = {s["id"]: s for s in self.client.call(
             "GET", f"/api/v1/allocations/{state['plan']}")["shipments"]}
         plan = self.client.call("POST", f"/api/v1/allocations/{state['plan']}/replan")
@@ -254,18 +299,23 @@ class Storm:
             elif old["path"] != shipment["path"]:
                 shipment["was"] = old["minutes"]
                 changes["rerouted"].append(shipment)
-        self.echo(table(["change", "shipments", "units"],
-                        [[kind, len(rows), sum(r["quantity"] for r in rows)]
-                         for kind, rows in changes.items()]))
+        self.echo(self.table([_("change"), _("shipments"), _("units")],
+                             [[WORDS[kind], len(rows), sum(r["quantity"] for r in rows)]
+                              for kind, rows in changes.items()]))
         moved = sorted(changes["rerouted"] + changes["re-sourced"],
                        key=lambda r: (-r["quantity"], r["id"]))
         if moved:
-            self.echo("  the largest of them:")
-            self.echo(table(["from", "to", "item", "qty", "now by road", "minutes"],
-                            [[r["from"], r["to"], r["item"], r["quantity"],
-                              self.roads.describe(r["path"]),
-                              f"{r['was']:.0f} -> {r['minutes']:.0f}" if "was" in r
-                              else f"{r['minutes']:.0f} (new source)"] for r in moved], 10))
+            self.echo(_("  the largest of them:"))
+            self.echo(self.table([_("from"), _("to"), _("item"), _("qty"), _("now by road"),
+                                  _("minutes")],
+                                 [[self._short(r["from"]), self._short(r["to"]),
+                                   self._item(r["item"]),
+                                   r["quantity"], self._road(r["path"]),
+                                   f"{r['was']:.0f} -> {r['minutes']:.0f}" if "was" in r
+                                   else _("%(minutes).0f (new source)", minutes=r["minutes"])]
+                                  for r in moved], 10))
+        self.echo(_("  now %(trips)s trips; objective %(objective)s (re-sourced, so no bound)",
+                    trips=len(plan["trips"]), objective=f"{plan['objective']:,.0f}"))
         still = [s["id"] for s in plan["shipments"]
                  if s["status"] != "stranded" and uses(s["path"], edge)]
         if still:
@@ -274,15 +324,17 @@ class Storm:
         self._unmet(plan["unmet"])
 
     def dispatch(self, state: dict) -> None:
-        """Dispatch: the held stock leaves the depots"""
         plan = self.client.call("POST", f"/api/v1/allocations/{state['plan']}/dispatch")
         state["dispatched_at"] = datetime.now(UTC)
         live = [s for s in plan["shipments"] if s["status"] != "stranded"]
         depots = {s["from"] for s in live}
         self.outcome.shipped = sum(s["quantity"] for s in live)
-        self.echo(f"  plan {plan['id']} {plan['status']} at "
-                  f"{state['dispatched_at']:%H:%M} UTC: {len(live):,} shipments, "
-                  f"{self.outcome.shipped:,} units from {len(depots):,} depots")
+        self.echo(_("  plan %(plan)s %(status)s at %(time)s UTC: %(shipments)s shipments in "
+                    "%(trips)s trips, %(units)s units from %(depots)s depots", plan=plan["id"],
+                    status=WORDS.get(plan["status"], plan["status"]),
+                    time=f"{state['dispatched_at']:%H:%M}", shipments=f"{len(live):,}",
+                    trips=f"{len(plan['trips']):,}", units=f"{self.outcome.shipped:,}",
+                    depots=f"{len(depots):,}"))
         start = state["dispatched_at"]
         per_site: dict[str, list] = {}
         for shipment in live:
@@ -291,13 +343,14 @@ class Storm:
             entry[1] += shipment["quantity"]
             entry[2] = min(entry[2], shipment["minutes"])
             entry[3] = max(entry[3], shipment["minutes"])
-        self.echo(table(["site", "shipments", "units", "first arrives", "last arrives"],
-                        [[site, n, units, f"{start + timedelta(minutes=first):%H:%M} UTC",
-                          f"{start + timedelta(minutes=last):%H:%M} UTC"]
-                         for site, (n, units, first, last) in sorted(per_site.items())]))
+        self.echo(self.table([_("site"), _("shipments"), _("units"), _("first arrives"),
+                              _("last arrives")],
+                             [[self._short(site), n, units,
+                               f"{start + timedelta(minutes=first):%H:%M} UTC",
+                               f"{start + timedelta(minutes=last):%H:%M} UTC"]
+                              for site, (n, units, first, last) in sorted(per_site.items())]))
 
     def deliveries(self, state: dict) -> None:
-        """Deliveries: every shipment arrives"""
         plan = self.client.call("GET", f"/api/v1/allocations/{state['plan']}")
         start = state["dispatched_at"]
         arriving = [s for s in plan["shipments"] if s["status"] not in ("stranded", "delivered")]
@@ -316,13 +369,13 @@ class Storm:
                 entry[0] += 1
                 entry[1] += shipment["delivered"]
                 entry[2] = max(entry[2], shipment["delivered_at"] or "")
-        self.echo(f"  plan {plan['id']}: {plan['status']}")
-        self.echo(table(["site", "shipments", "units", "last arrival (UTC)"],
-                        [[site, n, units, last[11:16]] for site, (n, units, last)
-                         in sorted(by_site.items())]))
+        self.echo(_("  plan %(plan)s: %(status)s", plan=plan["id"],
+                    status=WORDS.get(plan["status"], plan["status"])))
+        self.echo(self.table([_("site"), _("shipments"), _("units"), _("last arrival (UTC)")],
+                             [[self._short(site), n, units, last[11:16]]
+                              for site, (n, units, last) in sorted(by_site.items())]))
 
     def restock(self, state: dict) -> None:
-        """Restock: depots that fell below min, from the level above"""
         plan = self.client.call("GET", f"/api/v1/allocations/{state['plan']}")
         sources = {(s["from"], s["item"]) for s in plan["shipments"]
                    if s["status"] != "stranded"}
@@ -330,7 +383,7 @@ class Storm:
                   for row in self.client.pages("/api/v1/stock?below_min=true")
                   if (row["warehouse"], row["item"]) in sources}
         if not fallen:
-            self.echo("  no depot fell below its min")
+            self.echo(_("  no depot fell below its min"))
             return
         paths = self.paths
         by_level: dict[str, list[int]] = {}
@@ -338,10 +391,10 @@ class Storm:
             entry = by_level.setdefault(self.levels.get(row["warehouse"], "?"), [0, 0])
             entry[0] += 1
             entry[1] += row["target"] - row["on_hand"]
-        self.echo(f"  {len(fallen):,} balances fell below their min:")
-        self.echo(table(["level", "balances", "units to target"],
-                        [[level, n, units] for level, (n, units) in
-                         sorted(by_level.items(), key=lambda kv: LEVEL_RANK.get(kv[0], 9))]))
+        self.echo(_("  %(count)s balances fell below their min:", count=f"{len(fallen):,}"))
+        self.echo(self.table([_("level"), _("balances"), _("units to target")],
+                             [[WORDS.get(level, level), n, units] for level, (n, units) in
+                              sorted(by_level.items(), key=lambda kv: LEVEL_RANK.get(kv[0], 9))]))
         by_county: dict[str | None, set[str]] = {}
         for row in fallen.values():
             path = paths[row["warehouse"]]
@@ -351,7 +404,7 @@ class Storm:
             if county is None:
                 short.extend({"warehouse": r["warehouse"], "item": r["item"],
                               "quantity": r["target"] - r["on_hand"],
-                              "reason": "the prefecture depot has no level above"}
+                              "reason": _("the prefecture depot has no level above")}
                              for r in fallen.values() if len(paths[r["warehouse"]]) == 1)
                 continue
             proposal = self.client.call("POST", "/api/v1/replenishments",
@@ -363,33 +416,36 @@ class Storm:
             lines.extend(proposal["lines"])
             short.extend(proposal["short"])
         restores = {f"{line['destination']}/{line['item']}" for line in lines}
-        self.echo(f"  {len(lines)} transfer lines in {len(self.outcome.transfers)} transfers "
-                  f"(in transit until each keeper receives them); "
-                  f"{len(restores & set(fallen))} of the {len(fallen)} fallen balances covered")
+        self.echo(_("  %(lines)s transfer lines in %(transfers)s transfers (in transit until "
+                    "each keeper receives them); %(covered)s of the %(fallen)s fallen balances "
+                    "covered", lines=len(lines), transfers=len(self.outcome.transfers),
+                    covered=len(restores & set(fallen)), fallen=len(fallen)))
         ordered = sorted(lines, key=lambda line: (f"{line['destination']}/{line['item']}"
                                                   not in fallen, line["destination"]))
-        self.echo(table(["from", "to", "item", "qty", "by road", "arrives"],
-                        [[line["source"], line["destination"], line["item"], line["quantity"],
-                          self.roads.describe(line["path"]), f"+{_duration(line['minutes'])}"]
-                         for line in ordered], 15))
+        self.echo(self.table([_("from"), _("to"), _("item"), _("qty"), _("by road"),
+                              _("arrives")],
+                             [[self._short(line["source"]), self._short(line["destination"]),
+                               self._item(line["item"]), line["quantity"],
+                               self._road(line["path"]),
+                               self._duration(line["minutes"])] for line in ordered], 15))
         if short:
             reasons: dict[str, list[int]] = {}
             for entry in short:
                 reason = entry["reason"]
                 if "no more to spare" in reason:
-                    reason = "the depot above has no more to spare above its own min"
+                    reason = _("the depot above has no more to spare above its own min")
                 counted = reasons.setdefault(reason, [0, 0])
                 counted[0] += 1
                 counted[1] += entry["quantity"]
-            self.echo("  not restocked (the response used what the level above could spare):")
-            self.echo(table(["why", "balances", "units"],
-                            [[why, n, units] for why, (n, units) in sorted(reasons.items())]))
+            self.echo(_("  not restocked (the response used what the level above could "
+                        "spare):"))
+            self.echo(self.table([_("why"), _("balances"), _("units")],
+                                 [[why, n, units] for why, (n, units) in sorted(reasons.items())]))
         edge = self.roads.edges[self.outcome.closed_edge]
         if any(uses(line["path"], edge) for line in lines):
             raise StepFailed("restock", "a transfer is routed over the closed road")
 
     def check(self, state: dict) -> None:
-        """Check: stock that left the depots equals the plan's shipments"""
         plan = self.client.call("GET", f"/api/v1/allocations/{state['plan']}")
         planned: dict[tuple[str, str], int] = {}
         for shipment in plan["shipments"]:
@@ -407,29 +463,30 @@ class Storm:
             raise StepFailed("check", f"stock issued differs from the plan: {wrong}")
         self.outcome.unmet = sum(u["quantity"] for u in plan["unmet"])
         demand = sum(d["quantity"] for d in plan["demands"])
-        self.echo(table(["demanded", "shipped and issued", "delivered", "unmet",
-                         "closed road on a route"],
-                        [[demand, sum(planned.values()),
-                          sum(s["delivered"] for s in plan["shipments"]), self.outcome.unmet,
-                          "no"]]))
+        self.echo(self.table([_("demanded"), _("shipped and issued"), _("delivered"), _("unmet"),
+                              _("closed road on a route")],
+                             [[demand, sum(planned.values()),
+                               sum(s["delivered"] for s in plan["shipments"]),
+                               self.outcome.unmet, _("no")]]))
 
     # --- helpers -------------------------------------------------------------------------
     def _place(self) -> tuple[str, list[str]]:
         """The county (an active depot with at least three townships) and its three
         townships nearest to each other, around the one nearest the county seat."""
         counties = self.client.pages("/api/v1/warehouses?level=county&status=active")
-        self.names.update({c["code"]: c["name"] for c in counties})
+        self.names.update({c["code"]: self._name(c) for c in counties})
         order = sorted(counties, key=lambda c: (c["code"] != (self.county or PREFERRED_COUNTY),
                                                 c["code"]))
         if self.county and (not order or order[0]["code"] != self.county):
-            raise StepFailed("first report", f"no active county depot {self.county}")
+            raise StepFailed("first report", localize(_(
+                "no active county depot %(county)s", county=self.county), self.language))
         for county in order:
             townships = [t for t in self.client.pages(
                 f"/api/v1/warehouses?level=township&parent={county['code']}&status=active")
                 if t.get("road_node") and t.get("lon") is not None]
             if len(townships) < 3:
                 continue
-            self.names.update({t["code"]: t["name"] for t in townships})
+            self.names.update({t["code"]: self._name(t) for t in townships})
 
             def far(a: dict, b: dict) -> float:
                 return (a["lon"] - b["lon"]) ** 2 + (a["lat"] - b["lat"]) ** 2
@@ -438,8 +495,9 @@ class Storm:
             rest = sorted((t for t in townships if t is not first),
                           key=lambda t: (far(t, first), t["code"]))[:2]
             return county["code"], [first["code"]] + [t["code"] for t in rest]
-        raise StepFailed("first report", "no active county depot with three townships: "
-                                         "seed the suite first (emsupply seed qiandongnan)")
+        raise StepFailed("first report", localize(_(
+            "no active county depot with three townships: seed the suite first (emsupply seed "
+            "qiandongnan)"), self.language))
 
     def _road_to_close(self, plan: dict) -> tuple[str | None, tuple[int, int]]:
         """The road carrying the most units of the plan whose closing cuts no one off (its
@@ -465,42 +523,105 @@ class Storm:
         shipped: dict[str, int] = {}
         for shipment in plan["shipments"]:
             shipped[shipment["item"]] = shipped.get(shipment["item"], 0) + shipment["quantity"]
-        self.echo(table(["item", "needed", "planned", "unmet"],
-                        [[item, need, shipped.get(item, 0), need - shipped.get(item, 0)]
-                         for item, need in sorted(totals.items())]))
+        self.echo(self.table([_("item"), _("needed"), _("planned"), _("unmet")],
+                             [[self._item(item), need, shipped.get(item, 0),
+                               need - shipped.get(item, 0)]
+                              for item, need in sorted(totals.items())]))
 
-    def _by_level(self, live: list[dict]) -> None:
-        """Where the stock comes from, level by level (graded: own township first)."""
+    def _cost(self, plan: dict) -> None:
+        """What the plan minimises (unit-minutes and trips), its lower bound and the gap."""
+        if plan.get("objective") is None:
+            return
+        bound = plan.get("bound")
+        self.echo(_("  cost %(cost)s unit-minutes + %(trips)s trips = objective %(objective)s; "
+                    "lower bound %(bound)s, gap %(gap)s",
+                    cost=f"{plan['cost']:,.0f}", trips=len(plan["trips"]),
+                    objective=f"{plan['objective']:,.0f}",
+                    bound="-" if bound is None else f"{bound:,.0f}",
+                    gap="-" if plan.get("gap") is None else f"{plan['gap']:.2%}"))
+
+    def _by_level(self, live: list[dict], trips: list[dict]) -> None:
+        """Where the stock comes from, level by level, and in which vehicles."""
         rows: dict[str, list] = {}
         for shipment in live:
-            entry = rows.setdefault(self.levels.get(shipment["from"], "?"), [set(), 0, 0])
+            entry = rows.setdefault(self.levels.get(shipment["from"], "?"),
+                                    [set(), 0, 0, 0, 0.0, set()])
             entry[0].add(shipment["from"])
             entry[1] += 1
             entry[2] += shipment["quantity"]
-        self.echo(table(["sent from", "depots", "shipments", "units"],
-                        [[level, len(depots), n, units] for level, (depots, n, units) in
-                         sorted(rows.items(), key=lambda kv: LEVEL_RANK.get(kv[0], 9))]))
+        for trip in trips:
+            entry = rows.setdefault(self.levels.get(trip["from"], "?"),
+                                    [set(), 0, 0, 0, 0.0, set()])
+            entry[3] += 1
+            entry[4] += trip["weight_kg"] / 1000
+            entry[5].add(trip["vehicle"])
+        self.echo(self.table([_("sent from"), _("depots"), _("shipments"), _("units"),
+                              _("trips"), _("vehicle"), _("tonnes")],
+                             [[WORDS.get(level, level), len(depots), n, units, t,
+                               "/".join(localize(WORDS.get(v, v), self.language)
+                                        for v in sorted(vehicles)), tonnes]
+                              for level, (depots, n, units, t, tonnes, vehicles) in
+                              sorted(rows.items(), key=lambda kv: LEVEL_RANK.get(kv[0], 9))]))
 
-    def _shipments(self, live: list[dict], title: str) -> None:
-        rows = [[s["from"], s["to"], s["item"], s["quantity"], self.roads.describe(s["path"]),
-                 s["distance_km"], f"+{_duration(s['minutes'])}"]
-                for s in sorted(live, key=lambda s: (-s["quantity"], s["minutes"], s["id"]))]
-        self.echo(f"  {title}:")
-        self.echo(table(["from", "to", "item", "qty", "by road", "km", "arrives"], rows, 15))
+    def _trips(self, trips: list[dict]) -> None:
+        """The largest trips: who sends which vehicle with what, by which road, how long."""
+        rows = [[self._short(t["from"]), self._short(t["to"]), WORDS.get(t["vehicle"],
+                                                                          t["vehicle"]),
+                 t["weight_kg"] / 1000, self._load(t["lines"]), self._road(t["path"]),
+                 t["distance_km"], self._duration(t["minutes"])]
+                for t in sorted(trips, key=lambda t: (-t["weight_kg"], t["minutes"],
+                                                      t["from"]))]
+        self.echo(_("  the largest trips (who sends what, in which vehicle, by which road):"))
+        self.echo(self.table([_("from"), _("to"), _("vehicle"), _("tonnes"), _("load"),
+                              _("by road"), _("km"), _("arrives")], rows, 12))
 
     def _unmet(self, unmet: list[dict]) -> None:
         if not unmet:
-            self.echo("  unmet: nothing")
+            self.echo(_("  unmet: nothing"))
             return
-        self.echo("  unmet:")
-        self.echo(table(["site", "item", "qty", "why"],
-                        [[u["site"], u["item"], u["quantity"],
-                          u.get("detail") or u["reason"]] for u in unmet], 20))
+        self.echo(_("  unmet:"))
+        self.echo(self.table([_("site"), _("item"), _("qty"), _("why")],
+                             [[u["site"], u["item"], u["quantity"],
+                               u.get("detail") or u["reason"]] for u in unmet], 20))
 
+    # --- saying it -------------------------------------------------------------------------
+    def table(self, headers: list[str], rows: list[list[Any]], limit: int | None = None) -> str:
+        return table(headers, rows, limit, self.language)
 
-def _duration(minutes: float) -> str:
-    hours, rest = divmod(round(minutes), 60)
-    return f"{hours} h {rest:02d} min" if hours else f"{rest} min"
+    def _name(self, row: dict) -> str:
+        """A warehouse's or an item's name in the story's language."""
+        if self.language == "zh" and row.get("name_zh"):
+            return row["name_zh"]
+        return row["name"]
+
+    def _short(self, code: str) -> str:
+        """In Chinese, a depot's name without the words every depot's name ends with, and its
+        code; in English its code (the data set's English names are made up)."""
+        name = self.names.get(code) if self.language == "zh" else None
+        if not name:
+            return code
+        for tail in ("应急物资储备库", "应急物资储备中心", "应急物资储备点"):
+            name = name.removesuffix(tail)
+        return f"{name} {code}"
+
+    def _item(self, sku: str) -> str:
+        return self.items.get(sku, sku) if self.language == "zh" else sku
+
+    def _road(self, path: list[str]) -> str:
+        return self.roads.describe(path, language=self.language)
+
+    def _load(self, lines: list[dict]) -> str:
+        top = sorted(lines, key=lambda line: -line["quantity"])
+        text = ", ".join(f"{self._item(line['item'])} {line['quantity']:,}" for line in top[:2])
+        more = len(top) - 2
+        return text + (localize(_(" +%(more)s items", more=more), self.language)
+                       if more > 0 else "")
+
+    def _duration(self, minutes: float) -> str:
+        hours, rest = divmod(round(minutes), 60)
+        said = _("+%(hours)s h %(minutes)02d min", hours=hours, minutes=rest) if hours \
+            else _("+%(minutes)s min", minutes=rest)
+        return localize(said, self.language)
 
 
 def _iso(moment: datetime) -> str:

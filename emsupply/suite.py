@@ -96,8 +96,9 @@ class HttpSuite(SuiteClient):
     Idempotency-Key, which are safe to repeat)."""
 
     def __init__(self, url: str, token: str, timeout: float = 120.0, parallel: int = 4,
-                 patience_s: float = 300.0):
+                 patience_s: float = 300.0, language: str | None = None):
         self.url = url.rstrip("/")
+        self.language = language  # Accept-Language: problems and reasons in it
         self.token = token
         self.timeout = timeout
         self.parallel = parallel
@@ -111,6 +112,8 @@ class HttpSuite(SuiteClient):
         if session is None:
             session = requests.Session()
             session.headers["Authorization"] = f"Bearer {self.token}"
+            if self.language:
+                session.headers["Accept-Language"] = self.language
             self.local.session = session
             with self.lock:
                 self.sessions.append(session)
@@ -161,7 +164,8 @@ class HttpSuite(SuiteClient):
 class LocalSuite(SuiteClient):
     """The services' apps in this process, called with a signed admin (or given) identity."""
 
-    def __init__(self, data_dir: Path, identity: auth.Identity | None = None):
+    def __init__(self, data_dir: Path, identity: auth.Identity | None = None,
+                 language: str | None = None):
         from allocation_svc import create_app as allocation_app
         from gateway.proxy import owner
         from inventory_svc import create_app as inventory_app
@@ -169,6 +173,7 @@ class LocalSuite(SuiteClient):
 
         self.owner = owner
         self.identity = identity or auth.Identity("emsupply-cli", "admin")
+        self.language = language  # Accept-Language: problems and reasons in it
         inventory_settings = load_settings("inventory", data_dir=data_dir)
         self.secret = inventory_settings.secret
         self.apps = {"inventory": inventory_app(inventory_settings)}
@@ -188,8 +193,9 @@ class LocalSuite(SuiteClient):
         if service is None:
             return Answer(404, {"detail": f"no service owns {path}"}, {})
         raw = b"" if body is None else json.dumps(body).encode()
+        language = {"Accept-Language": self.language} if self.language else {}
         reply = self.clients[service].forward(method, path, self.identity, raw, {
-            **(headers or {}), "Content-Type": "application/json"})
+            **language, **(headers or {}), "Content-Type": "application/json"})
         try:
             decoded = json.loads(reply.data) if reply.data else None
         except ValueError:

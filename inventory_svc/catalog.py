@@ -15,6 +15,7 @@ from inventory_svc.permissions import require
 from inventory_svc.vocabulary import ACTIVE, PARENT_LEVEL, PREFECTURE
 from shared.auth import Identity
 from shared.errors import Conflict, InvalidInput, NotFound
+from shared.i18n import _
 from shared.schemas import CODE
 
 
@@ -24,7 +25,7 @@ def get_warehouse(session: Session, code: str, field: str | None = None) -> Ware
     if CODE.regex.match(code):  # anything else names nothing (and may not even be storable)
         warehouse = session.scalar(select(Warehouse).where(Warehouse.code == code))
     if warehouse is None:
-        _missing(f"no warehouse with code {code!r}", field)
+        _missing(_("no warehouse with code %(code)r", code=code), field)
     return warehouse
 
 
@@ -33,7 +34,7 @@ def get_item(session: Session, sku: str, field: str | None = None) -> Item:
     if CODE.regex.match(sku):
         item = session.scalar(select(Item).where(Item.sku == sku))
     if item is None:
-        _missing(f"no item with sku {sku!r}", field)
+        _missing(_("no item with sku %(sku)r", sku=sku), field)
     return item
 
 

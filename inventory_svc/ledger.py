@@ -29,6 +29,7 @@ from inventory_svc.vocabulary import ADJUSTMENT, ISSUE, TRANSFER_IN
 from shared import events
 from shared.auth import Identity
 from shared.errors import Conflict, EmsupplyError, Forbidden, InvalidInput
+from shared.i18n import _
 from shared.sql import insert_for, locks_rows
 
 # The one sign rule of a movement's quantity. Shown as the field's description in the API.
@@ -110,8 +111,8 @@ def lock_balances_by_code(session: Session, pairs: Iterable[tuple[str, str]],
     found = {}
     for stock_id, w, i in session.execute(
             select(Stock.id, Stock.warehouse_id, Stock.item_id)
-            .where(Stock.warehouse_id.in_({w for w, _ in keys}),
-                   Stock.item_id.in_({i for _, i in keys}))):
+            .where(Stock.warehouse_id.in_({w for w, _item in keys}),
+                   Stock.item_id.in_({i for _warehouse, i in keys}))):
         if (w, i) in wanted_keys:
             found[w, i] = stock_id
     if locks_rows(session):
@@ -278,13 +279,15 @@ def remove_stock(session: Session, warehouse: Warehouse, item: Item, quantity: i
     if row is None:
         available = conn.execute(_AVAILABLE, balance).scalar() or 0
         raise InsufficientStock(
-            f"{warehouse.code} has {available} {item.unit} of {item.sku} available, "
-            f"{quantity} asked", extra={"available": available, "requested": quantity,
+            _("%(warehouse)s has %(available)s %(unit)s of %(item)s available, %(asked)s asked",
+              warehouse=warehouse.code, available=available, unit=item.unit, item=item.sku,
+              asked=quantity), extra={"available": available, "requested": quantity,
                                         "warehouse": warehouse.code, "item": item.sku})
     parts = _take_from_lots(conn, row.id, quantity, lot, row.on_hand)
     if parts is None:
-        raise InsufficientStock(f"lot {lot!r} of {item.sku} at {warehouse.code} holds less "
-                                f"than the {quantity} asked",
+        raise InsufficientStock(_("lot %(lot)r of %(item)s at %(warehouse)s holds less than "
+                                  "the %(asked)s asked", lot=lot, item=item.sku,
+                                  warehouse=warehouse.code, asked=quantity),
                                 extra={"requested": quantity, "warehouse": warehouse.code,
                                        "item": item.sku, "lot": lot,
                                        "available": _lot_available(conn, row.id, lot)})

@@ -30,6 +30,10 @@ class Settings:
     allocation_url: str = f"http://127.0.0.1:{DEFAULT_PORT + 2}"
     signature_max_age_s: int = 60
     reservation_ttl_s: int = 900
+    # Plans: the vehicle of each depot level (level -> (name, capacity kg)) and a trip's cost in
+    # unit-minutes; empty vehicles: the allocation service's defaults.
+    vehicles: tuple[tuple[str, str, float], ...] = ()
+    trip_cost: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -107,6 +111,24 @@ def service_names(env: Mapping[str, str], name: str,
     return chosen
 
 
+def vehicles(env: Mapping[str, str], name: str) -> tuple[tuple[str, str, float], ...]:
+    """`level=vehicle:kg,...`, e.g. `township=van:2000,village=pickup:1000`; empty when unset."""
+    raw = env.get(name, "").strip()
+    out = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        level, _, rest = part.partition("=")
+        vehicle, _, kg = rest.partition(":")
+        try:
+            capacity = float(kg)
+        except ValueError:
+            capacity = -1.0
+        if not level.strip() or not vehicle.strip() or not 0 < capacity <= 1e6:
+            raise ConfigError(f"{name}: {part!r} must be level=vehicle:kg with 0 < kg <= 1e6 "
+                              "(e.g. township=van:2000)")
+        out.append((level.strip(), vehicle.strip(), capacity))
+    return tuple(out)
+
+
 def load_settings(service: str, env: Mapping[str, str] | None = None,
                   data_dir: str | os.PathLike | None = None) -> Settings:
     """Read and check every setting of one service; raise ConfigError on the first bad one."""
@@ -130,6 +152,8 @@ def load_settings(service: str, env: Mapping[str, str] | None = None,
         allocation_url=_service_url(env, "EMSUPPLY_ALLOCATION_URL", f"http://127.0.0.1:{port + 2}"),
         signature_max_age_s=whole(env, "EMSUPPLY_SIGNATURE_MAX_AGE", 60, 5, 3600),
         reservation_ttl_s=whole(env, "EMSUPPLY_RESERVATION_TTL", 900, 1, 7 * 86400),
+        vehicles=vehicles(env, "EMSUPPLY_VEHICLES"),
+        trip_cost=_bounded(env, "EMSUPPLY_TRIP_COST", None, 0.0, 1e9, float, "a number"),
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from shared.i18n import _, join, localize
+
 PROBLEM_BASE = "https://emsupply.example/problems/"
 log = logging.getLogger(__name__)
 # What a client is told to wait when the database is down or saturated (Retry-After, seconds).
@@ -18,7 +20,7 @@ DATABASE_RETRY_AFTER_S = 5
 class EmsupplyError(Exception):
     status = 400
     slug = "bad-request"
-    title = "Bad request"
+    title = _("Bad request")
 
     def __init__(self, detail: str, *, errors: dict[str, list[str]] | None = None,
                  extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None):
@@ -30,50 +32,60 @@ class EmsupplyError(Exception):
 
 
 class InvalidInput(EmsupplyError):
-    status, slug, title = 422, "validation", "Invalid input"
+    status, slug, title = 422, "validation", _("Invalid input")
 
 
 class NotFound(EmsupplyError):
-    status, slug, title = 404, "not-found", "Not found"
+    status, slug, title = 404, "not-found", _("Not found")
 
 
 class Conflict(EmsupplyError):
-    status, slug, title = 409, "conflict", "Conflict"
+    status, slug, title = 409, "conflict", _("Conflict")
 
 
 class Unauthenticated(EmsupplyError):
-    status, slug, title = 401, "unauthenticated", "Authentication required"
+    status, slug, title = 401, "unauthenticated", _("Authentication required")
 
 
 class Forbidden(EmsupplyError):
-    status, slug, title = 403, "forbidden", "Not allowed"
+    status, slug, title = 403, "forbidden", _("Not allowed")
 
 
 class Unavailable(EmsupplyError):
-    status, slug, title = 503, "unavailable", "Service unavailable"
+    status, slug, title = 503, "unavailable", _("Service unavailable")
 
 
 class UpstreamTimeout(EmsupplyError):
-    status, slug, title = 504, "upstream-timeout", "Upstream service timed out"
+    status, slug, title = 504, "upstream-timeout", _("Upstream service timed out")
 
 
 class TooManyRequests(EmsupplyError):
-    status, slug, title = 429, "rate-limited", "Too many requests"
+    status, slug, title = 429, "rate-limited", _("Too many requests")
 
 
 def problem(status: int, title: str, detail: str, *, slug: str | None = None,
             errors: dict | None = None, extra: dict | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + (slug or str(status)),
-        "title": title,
+        "title": localize(title),
         "status": status,
-        "detail": detail,
+        "detail": localize(detail),
     }
     if errors:
-        body["errors"] = errors
+        body["errors"] = {name: [localize(m) for m in messages] if isinstance(messages, list)
+                          else messages for name, messages in errors.items()}
     if extra:
         body.update(extra)
     return body
+
+
+# Werkzeug's names of the statuses it raises itself, to be said in the reader's language.
+HTTP_TITLES = {400: _("Bad Request"), 401: _("Unauthorized"), 403: _("Forbidden"),
+               404: _("Not Found"), 405: _("Method Not Allowed"), 406: _("Not Acceptable"),
+               409: _("Conflict"), 413: _("Request Entity Too Large"),
+               415: _("Unsupported Media Type"), 422: _("Unprocessable Entity"),
+               429: _("Too Many Requests"), 431: _("Request Header Fields Too Large"),
+               501: _("Not Implemented")}
 
 
 def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -132,17 +144,19 @@ def register_error_handlers(app) -> None:
             errors = flatten_messages(messages)
         detail = exc.description or exc.name
         if status == 422 and errors:
-            detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(errors.items()))
-            if len(detail) >= 400:
-                detail = ", ".join(errors)
-            detail = "invalid " + detail
+            named = join((join([k, ": ", join(v, " ")]) for k, v in sorted(errors.items())),
+                         "; ")
+            if len(named) >= 400:
+                named = join(errors, ", ")
+            detail = _("invalid %(fields)s", fields=named)
         writes = ("POST", "PUT", "PATCH")
         if status == 400 and request.is_json is False and request.method in writes:
-            detail = "the body must be JSON (Content-Type: application/json)"
+            detail = _("the body must be JSON (Content-Type: application/json)")
         headers = dict(data.get("headers") or {})
         if status == 405 and getattr(exc, "valid_methods", None):
             headers["Allow"] = ", ".join(exc.valid_methods)
-        return respond(problem(status, exc.name, detail, errors=errors), status, headers)
+        return respond(problem(status, HTTP_TITLES.get(status, exc.name), detail, errors=errors),
+                       status, headers)
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
@@ -151,12 +165,12 @@ def register_error_handlers(app) -> None:
         # The database went away or is saturated: nothing was written (the unit of work rolled
         # back), and the same call is safe to send again once it is back.
         log.warning("database unavailable: %s", exc.__class__.__name__)
-        detail = "the database is unavailable or busy; nothing was changed, retry shortly"
-        return respond(problem(503, "Service unavailable", detail, slug="unavailable"), 503,
+        detail = _("the database is unavailable or busy; nothing was changed, retry shortly")
+        return respond(problem(503, Unavailable.title, detail, slug="unavailable"), 503,
                        {"Retry-After": str(DATABASE_RETRY_AFTER_S)})
 
     @app.errorhandler(Exception)
     def on_unexpected(exc: Exception):
         log.exception("unhandled error")
-        detail = "an unexpected error occurred; it was logged with this request id"
-        return respond(problem(500, "Internal error", detail), 500)
+        detail = _("an unexpected error occurred; it was logged with this request id")
+        return respond(problem(500, _("Internal error"), detail), 500)

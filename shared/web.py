@@ -26,7 +26,7 @@ from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from werkzeug.routing import IntegerConverter
 
-from shared import auth
+from shared import auth, i18n
 from shared.config import Settings
 from shared.db import Database
 from shared.errors import (
@@ -120,6 +120,7 @@ def new_app(import_name: str) -> Flask:
     """A Flask app as every service makes it: bounded integer ids in paths."""
     app = Flask(import_name)
     app.url_map.converters["int"] = IdConverter
+    i18n.install(app)
     return app
 
 

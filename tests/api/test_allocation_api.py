@@ -102,6 +102,40 @@ def test_nearest_plan_holds_stock_and_dispatch_issues_it(world):
     assert replay.get_json() == arrived.get_json()
 
 
+def test_a_plan_is_driven_by_default_its_trips_carry_its_shipments(world):
+    _, alloc = world
+    incident = declare(alloc)
+    body = plan(alloc, incident, [{"site": "V1", "item": "TENT", "quantity": 20}]).get_json()
+    assert body["policy"]["policy"] == "backbone"
+    # the incident's township first (on the spot), then its county depot
+    assert {s["from"]: s["quantity"] for s in body["shipments"]} == {"KL-T01": 5, "KL": 15}
+    trips = {t["from"]: t for t in body["trips"]}
+    assert set(trips) == {"KL-T01", "KL"} and len(body["trips"]) == 2
+    lorry = trips["KL"]
+    assert (lorry["vehicle"], lorry["capacity_kg"], lorry["to"]) == ("lorry", 10_000.0, "V1")
+    assert lorry["lines"] == [{"item": "TENT", "quantity": 15}]
+    assert lorry["weight_kg"] == 15 * 12.5
+    shipped = next(s for s in body["shipments"] if s["from"] == "KL")
+    assert (lorry["minutes"], lorry["distance_km"], lorry["path"]) == (
+        shipped["minutes"], shipped["distance_km"], shipped["path"])
+    assert trips["KL-T01"]["vehicle"] == "van"
+    assert body["objective"] == pytest.approx(body["cost"] + 2 * 3000)
+    assert 0 <= body["bound"] <= body["objective"] and 0 <= body["gap"] < 1
+    again = alloc.get(f"/api/v1/allocations/{body['id']}").get_json()
+    assert again["trips"] == body["trips"] and again["gap"] == body["gap"]
+
+
+def test_the_trip_cost_and_the_vehicles_are_the_commanders_to_set(world, allocation_app):
+    _, alloc = world
+    incident = declare(alloc)
+    bad = plan(alloc, incident, [{"site": "V1", "item": "TENT", "quantity": 2}], trip_cost=-1)
+    assert bad.status_code == 422 and "trip_cost" in bad.get_json()["errors"]
+    free = plan(alloc, incident, [{"site": "V1", "item": "TENT", "quantity": 2}],
+                trip_cost=0).get_json()
+    assert free["objective"] == pytest.approx(free["cost"])
+    assert free["policy"]["trip_cost"] == 0
+
+
 def test_cancel_releases_the_hold(world):
     inv, alloc = world
     incident = declare(alloc)
@@ -139,6 +173,14 @@ def test_replan_reroutes_around_a_closure(world):
     for shipment in replanned.get_json()["shipments"]:
         pairs = list(zip(shipment["path"], shipment["path"][1:], strict=False))
         assert ("n-KL", "n-KL-T02") not in pairs
+    after = replanned.get_json()
+    live = [s for s in after["shipments"] if s["status"] != "stranded"]
+    carried = sorted((t["from"], line["item"], line["quantity"], t["path"] == s["path"])
+                     for t in after["trips"] for line in t["lines"]
+                     for s in live if (s["from"], s["to"]) == (t["from"], t["to"]))
+    assert carried == sorted((s["from"], s["item"], s["quantity"], True) for s in live)
+    assert after["bound"] is None and after["gap"] is None  # re-sourced, not re-optimised
+    assert after["objective"] == pytest.approx(after["cost"] + 3000 * len(after["trips"]))
 
 
 def test_inventory_down_gives_503_and_leaves_nothing(world, allocation_app, tmp_path):

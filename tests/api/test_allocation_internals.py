@@ -91,6 +91,37 @@ def test_plan_left_reserving_by_a_dead_process_is_reconciled(inv, alloc, allocat
     assert reconcile(plans.db, plans.inventory, plans.hold_ttl_s, older_than_s=60) == 0
 
 
+def test_a_new_plan_never_waits_on_reconciling_others(inv, alloc, allocation_app):
+    """After a crash mid-plan, the next plan is made at once; the worker settles the old one."""
+    build_tree(inv, with_roads=True)
+    alloc.put("/api/v1/roads", roads_geojson())
+    receive(inv, "KL-T01", "TENT", 5)
+    incident = alloc.as_("commander").post("/api/v1/incidents", {
+        "type": "flood", "sites": [{"id": "V1", "warehouse": "KL-T01-V01"}]}).get_json()
+    plans = allocation_app.extensions["allocation"]
+    real_reserve, real_release = plans.inventory.reserve, plans.inventory.release
+
+    def die(*args, **kwargs):
+        raise SystemExit("the worker died between writing the plan and holding its stock")
+
+    def hang(*args, **kwargs):
+        raise AssertionError("a new plan must not wait on undoing another plan's hold")
+
+    plans.inventory.reserve = die
+    with pytest.raises(SystemExit):
+        plans.create(Identity("c", "commander"), incident["id"],
+                     {"demands": [{"site": "V1", "item": "TENT", "quantity": 2}]})
+    plans.inventory.reserve, plans.inventory.release = real_reserve, hang
+    with plans.db.unit_of_work() as session:
+        stuck = session.scalar(select(Plan).where(Plan.status == "reserving"))
+        stuck.updated_at = datetime.now(UTC) - timedelta(minutes=5)
+    fresh = plans.create(Identity("c", "commander"), incident["id"],
+                         {"demands": [{"site": "V1", "item": "TENT", "quantity": 2}]})
+    assert fresh.status == "planned"
+    assert plans.get(stuck.id).status == "reserving", "left for the worker"
+    plans.inventory.release = real_release
+
+
 def test_a_hold_made_but_answered_too_late_is_undone(inv, alloc, allocation_app):
     """The inventory holds the stock, but its answer comes after the read timeout: the plan
     must not keep the stock held for nobody."""

@@ -39,7 +39,8 @@ def test_up_seed_storm_and_its_outcome_through_the_api(tmp_path):
         suite.wait_ready()
         assert (data_dir / "suite.json").exists()
         # Before the seed, the story stops at its first step, says which, and exits 1.
-        empty = run("scenario", "storm", "--data-dir", str(data_dir), check=False)
+        empty = run("scenario", "storm", "--data-dir", str(data_dir), "--lang", "en",
+                    check=False)
         assert empty.returncode == 1, empty.stdout + empty.stderr
         assert empty.stderr.strip() == (
             "scenario failed: step 'First report, within two minutes: a rainstorm, one site' "
@@ -50,13 +51,16 @@ def test_up_seed_storm_and_its_outcome_through_the_api(tmp_path):
         seeded = run("seed", "qiandongnan", "--data-dir", str(data_dir), *smaller)
         assert "seeded qiandongnan" in seeded.stdout
 
-        story = run("scenario", "storm", "--data-dir", str(data_dir), timeout=240)
+        story = run("scenario", "storm", "--data-dir", str(data_dir), "--lang", "en",
+                    timeout=240)
         out = story.stdout
         for step in ("[1/9] First report", "[2/9] Full report", "[3/9] Plan",
                      "[4/9] A landslide", "[5/9] Re-plan", "[6/9] Dispatch", "[7/9] Deliveries",
                      "[8/9] Restock", "[9/9] Check"):
             assert step in out, out
         assert "9,690 people, 3 days" in out
+        assert re.search(r"shipments in [\d,]+ trips from \d+ depots", out), out
+        assert "the largest trips (who sends what, in which vehicle, by which road)" in out
         plan_id = int(re.search(r"storm scenario done .*?plan (\d+)", out).group(1))
 
         token = run("token", "create", "--role", "admin", "--name", "e2e-checker",

@@ -127,4 +127,4 @@ def test_the_lifecycle_is_pure():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "collections.abc", "shared.errors"}
+    assert imported <= {"__future__", "collections.abc", "shared.errors", "shared.i18n"}
