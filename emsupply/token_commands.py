@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -34,16 +35,44 @@ def token() -> None:
     """Bearer tokens: create (printed once), list, revoke."""
 
 
+def sign_in_link(console_url: str, token_value: str) -> str:
+    """The console's one-time sign-in link: the token rides in the fragment (`/#token=...`),
+    which a browser never sends to a server, so it reaches no log."""
+    return f"{console_url.rstrip('/')}/#token={token_value}"
+
+
+def print_qr(text: str) -> None:
+    """`text` as a QR code drawn in the terminal (two rows of modules a line)."""
+    import segno
+
+    segno.make(text, error="m").terminal(out=sys.stdout, compact=True)
+
+
 @token.command()
 @click.option("--role", required=True,
               type=click.Choice(TOKEN_ROLES))
 @click.option("--warehouse", "warehouses", multiple=True, metavar="CODE",
               help="a keeper's warehouse (and everything below it); repeat for several")
 @click.option("--name", help="who or what holds the token (shown as the actor in the ledger)")
+@click.option("--link", is_flag=True,
+              help="print the console's sign-in link (URL/#token=...) instead of the bare token")
+@click.option("--qr", is_flag=True,
+              help="also draw the sign-in link as a QR code in the terminal, for a phone to scan "
+                   "(implies --link)")
+@click.option("--url", "console_url", envvar="EMSUPPLY_CONSOLE_URL",
+              default="http://127.0.0.1:8000", show_default=True,
+              help="the gateway's address as the phone or browser reaches it (for --link/--qr; "
+                   "a phone needs the machine's network address, not 127.0.0.1)")
 @data_dir_option
-def create(role: str, warehouses: tuple[str, ...], name: str | None, data_dir: Path) -> None:
-    """Make a token and print it (only this once; the gateway keeps a hash)."""
+def create(role: str, warehouses: tuple[str, ...], name: str | None, link: bool, qr: bool,
+           console_url: str, data_dir: Path) -> None:
+    """Make a token and print it (only this once; the gateway keeps a hash). With --link, the
+    console's sign-in link that carries it; with --qr, that link as a QR code too."""
     from gateway import tokens
+
+    if (link or qr) and not console_url.startswith(("http://", "https://")):
+        raise click.BadParameter("give the console's address as http://HOST:PORT",
+                                 param_hint="--url")
 
     db = _database(data_dir)
     try:
@@ -53,7 +82,13 @@ def create(role: str, warehouses: tuple[str, ...], name: str | None, data_dir: P
         _fail(exc)
     finally:
         db.dispose()
-    click.echo(issued.token)
+    if not (link or qr):
+        click.echo(issued.token)
+        return
+    url = sign_in_link(console_url, issued.token)
+    click.echo(url)
+    if qr:
+        print_qr(url)
 
 
 @token.command("list")

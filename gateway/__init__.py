@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.config.update(API_SPEC)
     api = Api(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for blueprint in (gateway_api.events_blp, gateway_api.webhooks_blp):
+    for blueprint in (gateway_api.events_blp, gateway_api.webhooks_blp, console.whoami_blp):
         api.register_blueprint(blueprint)
     db = database or Database(settings.database_url)
     urls = {"inventory": settings.inventory_url, "allocation": settings.allocation_url}

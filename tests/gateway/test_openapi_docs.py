@@ -77,4 +77,6 @@ def test_docs_are_served_from_local_assets(gateway_app):
         init = asset.get_data(as_text=True)
     assert "/api/v1/openapi.json" in init and "http" not in init
     assert client.get("/docs/assets/../__init__.py").status_code == 404
-    assert client.get("/").headers["Location"].endswith("/docs")
+    with client.get("/") as console:  # the console (tests/browser drives it)
+        assert console.status_code == 200 and 'type="module"' in console.get_data(as_text=True)
+        assert "default-src 'self'" in console.headers["Content-Security-Policy"]
