@@ -54,3 +54,10 @@ translations: $(RUN_STAMP)
 	$(BIN)/pybabel update -i shared/translations/messages.pot -d shared/translations -l zh \
 	  --no-fuzzy-matching
 	$(BIN)/pybabel compile -d shared/translations -l zh --statistics
+
+# The reliability campaign of issue 13 (docs/reliability.md), not part of `make test`: a
+# private PostgreSQL cluster, schemathesis --checks all with every role (>= 10,000 cases),
+# PostgreSQL stopped 20 s under load, the slow-body, replay and token-guessing attacks.
+.PHONY: campaign
+campaign: $(TEST_STAMP)
+	$(BIN)/python bench/campaign.py $(CAMPAIGN_ARGS)

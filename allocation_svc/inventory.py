@@ -55,8 +55,9 @@ class Inventory(Protocol):
     def release_part(self, reservation_id: int, key: str, lines: list[dict]) -> dict[str, Any]:
         ...
 
-    def transfer(self, key: str, source: str, destination: str, lines: list[dict],
-                 reference: str) -> dict[str, Any]:
+    def transfers(self, key: str, transfers: list[dict]) -> list[dict[str, Any]]:
+        """Send every transfer (source, destination, lines, reason, reference) or none, in
+        one call; answers them in order, each with its `id`."""
         ...
 
 
@@ -102,9 +103,6 @@ class HttpInventory:
         return self.client.call("POST", f"/api/v1/reservations/{reservation_id}/release",
                                 SERVICE, {"lines": lines}, idempotency_key=key)
 
-    def transfer(self, key: str, source: str, destination: str, lines: list[dict],
-                 reference: str) -> dict[str, Any]:
-        return self.client.call("POST", "/api/v1/transfers", SERVICE,
-                                {"source": source, "destination": destination, "lines": lines,
-                                 "reason": "replenishment", "reference": reference},
-                                idempotency_key=key)
+    def transfers(self, key: str, transfers: list[dict]) -> list[dict[str, Any]]:
+        return self.client.call("POST", "/api/v1/transfers/batch", SERVICE,
+                                {"transfers": transfers}, idempotency_key=key)["transfers"]

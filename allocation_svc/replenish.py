@@ -71,6 +71,11 @@ def _sources(w: dict[str, list], by_code: dict[str, int], row: int) -> list[int]
     return found
 
 
+# Transfers per bulk call to the inventory: each is one transaction the inventory answers well
+# within the service client's read timeout.
+BULK_TRANSFERS = 1000
+
+
 @dataclass
 class Restocking:
     db: Database
@@ -91,7 +96,9 @@ class Restocking:
         return replenishment
 
     def execute(self, identity: Identity, replenishment_id: int) -> Replenishment:
-        """Create one transfer per (source, destination); retried safely by their keys."""
+        """Create one transfer per (source, destination) in bulk calls to the inventory (one
+        for up to `BULK_TRANSFERS`, all or none each): a national restocking of thousands of
+        transfers takes seconds, not minutes of one call each. Retried safely by their keys."""
         require(identity, "replenishment.write")
         with self.db.reading() as session:
             replenishment = session.get(Replenishment, replenishment_id)
@@ -105,12 +112,16 @@ class Restocking:
         for line in replenishment.lines:
             groups.setdefault((line["source"], line["destination"]), []).append(
                 {"item": line["item"], "quantity": line["quantity"]})
+        reference = f"replenishment:{replenishment_id}"
+        wanted = [{"source": source, "destination": destination, "lines": lines,
+                   "reason": "replenishment", "reference": reference}
+                  for (source, destination), lines in sorted(groups.items())]
         transfers = []
-        for (source, destination), lines in sorted(groups.items()):
-            made = self.inventory.transfer(
-                f"replenishment:{replenishment_id}:{source}:{destination}", source, destination,
-                lines, f"replenishment:{replenishment_id}")
-            transfers.append({"id": made["id"], "source": source, "destination": destination})
+        for start in range(0, len(wanted), BULK_TRANSFERS):
+            made = self.inventory.transfers(f"{reference}:bulk:{start}",
+                                            wanted[start:start + BULK_TRANSFERS])
+            transfers.extend({"id": t["id"], "source": t["source"],
+                              "destination": t["destination"]} for t in made)
         with self.db.unit_of_work() as session:
             replenishment = session.get(Replenishment, replenishment_id)
             replenishment.status, replenishment.transfers = REPLENISHMENT_EXECUTED, transfers

@@ -36,14 +36,21 @@ def current_version(session: Session) -> int:
     return session.scalar(select(func.max(GraphVersion.version))) or 0
 
 
-def import_roads(session: Session, identity: Identity, doc: dict[str, Any]) -> dict[str, Any]:
-    """Replace the whole network with a GeoJSON document; answer the new version."""
+def import_roads(session: Session, identity: Identity, doc: dict[str, Any],
+                 allow_empty: bool = False) -> dict[str, Any]:
+    """Replace the whole network with a GeoJSON document; answer the new version. A document
+    without roads would close every route at once, so it takes `allow_empty` to mean it."""
     require(identity, "roads.write")
     try:
         table = geojson.roads_from_geojson(doc)
     except ValueError as exc:
         raise InvalidInput(f"road network rejected: {exc}",
                            errors={"features": [str(exc)]}) from None
+    if table.edge_count == 0 and not allow_empty:
+        raise InvalidInput("road network rejected: it has no roads and would replace every "
+                           "road; send ?allow_empty=true to mean that",
+                           errors={"features": ["no LineString roads (allow_empty=true to "
+                                                "replace the network with none)"]})
     return replace_network(session, identity, table)
 
 

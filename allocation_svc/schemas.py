@@ -262,3 +262,10 @@ class RoadsIn(Schema):
 
     type = fields.String(required=True, validate=validate.Equal("FeatureCollection"))
     features = fields.Raw(required=True, metadata={"type": "array", "items": {"type": "object"}})
+    graph_version = fields.Integer(metadata={
+        "description": "as `GET /roads` answers it; ignored, so that an export can be PUT back"})
+
+
+class RoadsQuery(Schema):
+    allow_empty = fields.Boolean(load_default=False, metadata={
+        "description": "replace the network with one without roads (closes every route)"})

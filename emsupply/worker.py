@@ -109,13 +109,19 @@ class Housekeeping:
 
 
 def _chores(services: dict[str, Settings], dbs: dict[str, Database]) -> dict[str, Chore]:
+    from shared.web import forget_old_answers
+
     chores: dict[str, Chore] = {}
     if "inventory" in dbs:
         from inventory_svc.expiry import expire_holds
+        from inventory_svc.models import idempotency
 
         chores["expire-holds"] = partial(expire_holds, dbs["inventory"])
+        chores["forget-inventory-answers"] = partial(forget_old_answers, dbs["inventory"],
+                                                     idempotency)
     if "allocation" in dbs:
         from allocation_svc.inventory import HttpInventory
+        from allocation_svc.models import idempotency as allocation_idempotency
         from allocation_svc.plans import reconcile
         from shared.client import ServiceClient
 
@@ -125,6 +131,8 @@ def _chores(services: dict[str, Settings], dbs: dict[str, Database]) -> dict[str
                                                 read_timeout=15.0))
         chores["reconcile-plans"] = partial(reconcile, dbs["allocation"], inventory,
                                             settings.reservation_ttl_s)
+        chores["forget-allocation-answers"] = partial(forget_old_answers, dbs["allocation"],
+                                                      allocation_idempotency)
     return chores
 
 

@@ -18,6 +18,7 @@ from shared.errors import (
     Forbidden,
     InvalidInput,
     TooManyRequests,
+    Unauthenticated,
     flatten_messages,
 )
 from shared.web import ServiceContext, install, json_response, new_app
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                options=None) -> Flask:
     """Settings, database, tokens, upstreams, API, glue, auth, rate limits, routes: in order."""
     from gateway import api as gateway_api
-    from gateway import console, events, permissions, proxy
+    from gateway import console, events, intake, permissions, proxy
     from gateway.models import idempotency
     from gateway.openapi import Document
     from gateway.options import UPSTREAMS, load_options
@@ -85,15 +86,24 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     if redis is not None:
         checks.append(_redis_check(redis))
     install(app, ServiceContext(settings, db, idempotency, tuple(checks)), authenticate=False)
+    intake.install(app, options)
 
     @app.before_request
     def authenticate():
         path = request.path
         if path.startswith("/api/") and path not in OPEN_API_PATHS:
-            g.identity, g.token_id = state.tokens.authenticate(request.headers.get(
-                "Authorization"))
+            try:
+                g.identity, g.token_id = state.tokens.authenticate(request.headers.get(
+                    "Authorization"))
+            except Unauthenticated as exc:
+                g.refused = exc  # answered once the rate limit of its address counted it
 
     _rate_limits(app, settings, options)
+
+    @app.before_request
+    def refuse():
+        if "refused" in g:
+            raise g.refused
 
     # Only the services' resources are passed on: the gateway's own paths keep their methods
     # (a PUT on /api/v1/events is a 405 with Allow, not a hop) and the rest is a plain 404.
@@ -129,8 +139,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
 
 def _rate_limits(app: Flask, settings: Settings, options) -> None:
-    """Per token, in Redis when configured (shared by every worker), else in the process."""
-    from flask_limiter import Limiter, RateLimitExceeded
+    """Per token, and per client address for calls without a valid token (no free brute
+    force), in Redis when configured (shared by every worker), else in the process."""
+    from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 
     from gateway import metrics
     from shared.redis import limiter_uri
@@ -142,8 +153,10 @@ def _rate_limits(app: Flask, settings: Settings, options) -> None:
     def too_many(exc):
         metrics.RATE_LIMITED.inc()
         limit, wait = g.pop("rate_limit", (exc.description, 60))
+        who = "calls without a valid token from this address" if "refused" in g else \
+            "this token's calls"
         return app.handle_user_exception(TooManyRequests(
-            f"this token may make {limit}; try again in {wait} s",
+            f"{who} are limited to {limit}; try again in {wait} s",
             headers={"Retry-After": str(wait)}))
 
     storage = limiter_uri(settings.redis_url) if settings.redis_url else "memory://"
@@ -152,8 +165,12 @@ def _rate_limits(app: Flask, settings: Settings, options) -> None:
     Limiter(
         key_func=lambda: f"token:{g.get('token_id')}",
         app=app,
-        application_limits=[options.rate_limit],
-        application_limits_exempt_when=lambda: g.get("token_id") is None,
+        application_limits=[
+            ApplicationLimit(options.rate_limit, scope="token",
+                             exempt_when=lambda: g.get("token_id") is None),
+            ApplicationLimit(options.refused_rate_limit, scope="refused",
+                             key_function=lambda: f"address:{request.remote_addr}",
+                             exempt_when=lambda: "refused" not in g)],
         storage_uri=storage,
         storage_options=options_for_storage,
         strategy="fixed-window",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Response
+from urllib.parse import urlsplit
+
+from flask import Response, current_app
 from flask.views import MethodView
 
 from gateway import events, webhooks
@@ -23,6 +25,16 @@ events_blp = Blueprint("events", __name__, url_prefix="/api/v1",
                        description="The event log of every service, in order")
 webhooks_blp = Blueprint("webhooks", __name__, url_prefix="/api/v1",
                          description="Signed, ordered, retried deliveries of events")
+
+
+def _targets() -> webhooks.Targets:
+    """Where webhooks may go: the admin's setting, and the ports of the suite's services."""
+    state = current_app.extensions["gateway"]
+    settings = state.settings
+    ports = {settings.port} | {urlsplit(url).port
+                               for url in (settings.inventory_url, settings.allocation_url)}
+    return webhooks.Targets(state.options.webhook_allow_internal,
+                            frozenset(p for p in ports if p))
 
 
 @events_blp.route("/events")
@@ -52,8 +64,9 @@ class Webhooks(MethodView):
     @webhooks_blp.arguments(WebhookIn)
     @webhooks_blp.command(WebhookOut)
     def post(self, session, identity, data):
-        """Subscribe a URL to event types (admin, integration)"""
-        return webhooks.create_webhook(session, identity, data)
+        """Subscribe a URL to event types (admin, integration); internal URLs are refused
+        unless the admin allows them"""
+        return webhooks.create_webhook(session, identity, data, _targets())
 
 
 @webhooks_blp.route("/webhooks/<int:webhook_id>")
@@ -68,7 +81,7 @@ class WebhookById(MethodView):
     @webhooks_blp.command(WebhookOut, 200)
     def patch(self, session, identity, data, webhook_id):
         """Change the URL, types or secret; pause (`active: false`) or resume"""
-        return webhooks.update_webhook(session, identity, webhook_id, data)
+        return webhooks.update_webhook(session, identity, webhook_id, data, _targets())
 
     @webhooks_blp.response(204)
     def delete(self, webhook_id):

@@ -44,9 +44,12 @@ ERRORS = {
     "401": ("Unauthenticated", "No valid bearer token"),
     "403": ("Forbidden", "Outside the token's role or scope"),
     "404": ("NotFound", "No such resource"),
+    "408": ("RequestTimeout", "The body did not arrive in time (EMSUPPLY_BODY_TIMEOUT)"),
     "409": ("Conflict", "Conflicts with the current state (e.g. not enough stock)"),
+    "413": ("RequestEntityTooLarge", "The body is over the gateway's limit (EMSUPPLY_MAX_BODY)"),
     "422": ("UNPROCESSABLE_ENTITY", "Invalid input; `errors` maps fields to messages"),
-    "429": ("RateLimited", "Too many calls with this token; see Retry-After"),
+    "429": ("RateLimited", "Too many calls with this token, or without a valid token from "
+                           "this address; see Retry-After"),
     "503": ("Unavailable", "A service is down (the problem's `service` names it)"),
     "504": ("UpstreamTimeout", "A service did not answer in time (`service` names it)"),
 }
@@ -150,7 +153,7 @@ def _errors_as_problems(doc: dict) -> None:
         if "{" in path:
             wanted.append("404")
         if method in ("post", "put", "patch", "delete"):
-            wanted.append("409")
+            wanted.extend(("408", "409", "413"))  # a body: too slow, too large (gateway)
         for status in wanted:
             answers.setdefault(status, {"$ref": f"#/components/responses/{ERRORS[status][0]}"})
         answers.setdefault("default", {"$ref": "#/components/responses/DEFAULT_ERROR"})

@@ -20,6 +20,8 @@ class Options:
     breaker_failures: int = 5
     breaker_reset_s: float = 10.0
     rate_limit: str = "1200 per minute"
+    # Calls with no token or a wrong one, per client address: guessing tokens is not free.
+    refused_rate_limit: str = "30 per minute"
     token_cache_s: float = 5.0
     openapi_cache_s: float = 60.0
     # The services that must answer for /readyz; `emsupply up` names the ones it started.
@@ -27,20 +29,40 @@ class Options:
     webhook_timeout_s: float = 5.0
     webhook_backoff_s: float = 1.0
     webhook_max_backoff_s: float = 60.0
+    # Webhooks may call loopback, link-local and private addresses and the suite's own ports
+    # (a receiver on this machine or network); off, they are refused.
+    webhook_allow_internal: bool = False
     stream: str = "emsupply:events"
+    # A request body: at most this large (413 at once from Content-Length), read within this
+    # time in all (408), so that a huge or slow body never holds a thread for long.
+    max_body_bytes: int = 64 * 1024 * 1024
+    body_timeout_s: float = 30.0
     limiter_prefix: str = "emsupply"
 
 
-def _rate_limit(env: Mapping[str, str]) -> str:
+def _rate_limit(env: Mapping[str, str], name: str = "EMSUPPLY_RATE_LIMIT",
+                default: str = Options.rate_limit) -> str:
     from limits import parse_many
 
-    raw = env.get("EMSUPPLY_RATE_LIMIT", "").strip() or Options.rate_limit
+    raw = env.get(name, "").strip() or default
     try:
         parse_many(raw)
     except ValueError:
-        raise ConfigError(f"EMSUPPLY_RATE_LIMIT={raw!r} is not a rate limit "
+        raise ConfigError(f"{name}={raw!r} is not a rate limit "
                           "(e.g. '1200 per minute' or '20/second;1000/hour')") from None
     return raw
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """Yes or no: 1/true/yes/on or 0/false/no/off; `default` when unset or empty."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} must be true or false (1/0, yes/no, on/off)")
 
 
 def load_options(env: Mapping[str, str] | None = None) -> Options:
@@ -53,8 +75,13 @@ def load_options(env: Mapping[str, str] | None = None) -> Options:
         breaker_failures=whole(env, "EMSUPPLY_BREAKER_FAILURES", 5, 1, 1000),
         breaker_reset_s=seconds(env, "EMSUPPLY_BREAKER_RESET", 10.0, 0.1, 600),
         rate_limit=_rate_limit(env),
+        refused_rate_limit=_rate_limit(env, "EMSUPPLY_REFUSED_RATE_LIMIT",
+                                       Options.refused_rate_limit),
         token_cache_s=seconds(env, "EMSUPPLY_TOKEN_CACHE", 5.0, 0, 300),
         required_services=service_names(env, "EMSUPPLY_GATEWAY_SERVICES", UPSTREAMS),
         webhook_timeout_s=seconds(env, "EMSUPPLY_WEBHOOK_TIMEOUT", 5.0, 0.1, 60),
         webhook_max_backoff_s=seconds(env, "EMSUPPLY_WEBHOOK_MAX_BACKOFF", 60.0, 0.01, 3600),
+        webhook_allow_internal=_flag(env, "EMSUPPLY_WEBHOOK_ALLOW_INTERNAL", False),
+        max_body_bytes=whole(env, "EMSUPPLY_MAX_BODY", Options.max_body_bytes, 1024, 2 ** 31),
+        body_timeout_s=seconds(env, "EMSUPPLY_BODY_TIMEOUT", 30.0, 0.1, 3600),
     )

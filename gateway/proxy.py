@@ -5,7 +5,9 @@ every call. A call is tried again only where that is safe: reads, and writes tha
 `Idempotency-Key` (the service answers the first response again), and only when the service
 could not be reached at all; a timeout is not retried (it would only double the wait). A circuit
 breaker per service turns a run of failures into an immediate 503 that names the service, until
-a trial call after `reset_s` finds it back.
+a trial call after `reset_s` finds it back. A call that fails slowly (a timeout, a 502 or 504)
+while other calls to the service were answered says nothing about the service, only about that
+call (a large piece of work, a slow client): it does not count towards opening the breaker.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Breaker:
         self.clock = clock
         self.failures = 0
         self.opened_at: float | None = None
+        self.answered_at = float("-inf")
         self.trial = False
         self._lock = threading.Lock()
 
@@ -83,12 +86,17 @@ class Breaker:
                           headers={"Retry-After": str(seconds)})
 
     def success(self) -> None:
+        self.answered_at = self.clock()
         if self.failures or self.opened_at is not None:
             with self._lock:
                 self.failures, self.opened_at, self.trial = 0, None, False
             metrics.BREAKER_OPEN.labels(self.name).set(0)
 
-    def failure(self) -> None:
+    def failure(self, started: float | None = None) -> None:
+        """Count a failure; one of a call `started` before another call's success is not
+        counted (the service was answering: the fault is that call's own)."""
+        if started is not None and self.answered_at >= started:
+            return
         with self._lock:
             self.failures += 1
             if self.trial or self.failures >= self.threshold:
@@ -114,7 +122,7 @@ class Upstream:
         attempts = 1 + (self.retries if retryable else 0)
         for attempt in range(attempts):
             self.breaker.before()
-            started = time.perf_counter()
+            started, begun = time.perf_counter(), self.breaker.clock()
             try:
                 response = self.client.forward(method, path, identity, body, headers,
                                                signed_path=signed_path)
@@ -126,12 +134,12 @@ class Upstream:
                 time.sleep(0.05 * 2 ** attempt)
                 continue
             except UpstreamTimeout:
-                self.breaker.failure()
+                self.breaker.failure(begun)
                 metrics.UPSTREAM_FAILURES.labels(self.name, "timeout").inc()
                 raise
             metrics.UPSTREAM_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             if response.status in (502, 504):
-                self.breaker.failure()
+                self.breaker.failure(begun)
             else:
                 self.breaker.success()
             return response

@@ -8,20 +8,31 @@ subscription until it succeeds: at-least-once, in order, with the event's `id` t
 on. The subscription's `cursor` is the only state, so a receiver down for an hour gets the whole
 hour when it is back. A lease on the subscription row keeps two dispatchers (two processes)
 from delivering to the same subscription at once.
+
+A subscriber names any URL, so the gateway would otherwise call inside its own network for
+them: loopback, link-local, private and unspecified addresses and the suite's own ports are
+refused (when subscribing, and again when delivering, after the name is resolved) unless the
+admin allows internal targets (`EMSUPPLY_WEBHOOK_ALLOW_INTERNAL`). A URL never carries
+user:password (it would be sent as Basic auth), and a failed delivery is recorded as what
+kind of failure it was, never the connection error's text (which maps hosts and ports).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import random
+import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from sqlalchemy import delete, or_, select, update
@@ -35,7 +46,7 @@ from gateway.permissions import may, require
 from gateway.schemas import ALL
 from shared.auth import Identity
 from shared.db import Database
-from shared.errors import NotFound
+from shared.errors import InvalidInput, NotFound
 
 log = logging.getLogger("emsupply.webhooks")
 SIGNATURE_HEADER = "X-Emsupply-Signature"
@@ -51,6 +62,78 @@ def payload(event: Event) -> dict[str, Any]:
             "at": at.astimezone(UTC).isoformat().replace("+00:00", "Z"), "data": event.data}
 
 
+# --- where deliveries may go ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Targets:
+    """The URLs a subscription may name: `allow_internal` is the admin's setting, `ports` the
+    suite's own (refused on any host, since a service may listen on a public address too)."""
+
+    allow_internal: bool = False
+    ports: frozenset[int] = field(default_factory=frozenset)
+
+    def check(self, url: str) -> None:
+        """422 naming `url` when a subscription may not name it."""
+        parts = urlsplit(url)
+        problem = self.refusal(url, resolve=False)
+        if parts.username is not None or parts.password is not None:
+            problem = "a URL with user:password is not sent; use the signature to authenticate"
+        if problem:
+            raise InvalidInput(f"webhook url refused: {problem}", errors={"url": [problem]})
+
+    def refusal(self, url: str, resolve: bool = True) -> str | None:
+        """Why `url` is refused, or None. With `resolve`, a host name is looked up and every
+        address it has must be allowed; without, only names that cannot change are judged
+        (an address, `localhost`), so a name that does not resolve yet may still subscribe."""
+        parts = urlsplit(url)
+        if self.allow_internal:
+            return None
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return "the port is not a number from 0 to 65535"
+        if port in self.ports:
+            return f"port {port} is one of this suite's own services"
+        host = (parts.hostname or "").rstrip(".").lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            return "an internal address (loopback)"
+        found = _addresses(host, port, socket.AI_NUMERICHOST)  # 127.1, 2130706433, 0x7f.1
+        if found is None and resolve:
+            found = _addresses(host, port)
+        for address in found or ():  # none: a name not resolved (yet); delivery fails then
+            kind = _internal(address)
+            if kind:
+                return f"an internal address ({kind})"
+        return None
+
+
+def _addresses(host: str, port: int,
+               flags: int = 0) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address] | None:
+    """Every address of `host` (with AI_NUMERICHOST: only when it is written as one)."""
+    try:
+        found = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP, flags=flags)
+    except (OSError, UnicodeError):
+        return None
+    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
+
+
+def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    mapped = getattr(address, "ipv4_mapped", None)
+    address = mapped or address
+    for kind in ("loopback", "link_local", "private", "unspecified", "multicast", "reserved"):
+        if getattr(address, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without user:password, which HTTP clients would send as Basic auth."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 # --- the subscriptions, as the API changes them -------------------------------------------
 
 def _visible(identity: Identity, query):
@@ -58,16 +141,24 @@ def _visible(identity: Identity, query):
         Webhook.created_by == identity.actor)
 
 
+# Webhook ids are 32-bit: a larger id in a path names nothing (and PostgreSQL would refuse it).
+MAX_HOOK_ID = 2 ** 31 - 1
+
+
 def _find(session: Session, identity: Identity, hook_id: int, action: str) -> Webhook:
     require(identity, action)
+    if not 0 < hook_id <= MAX_HOOK_ID:
+        raise NotFound(f"no webhook {hook_id}")
     hook = session.scalar(_visible(identity, select(Webhook).where(Webhook.id == hook_id)))
     if hook is None:
         raise NotFound(f"no webhook {hook_id}")
     return hook
 
 
-def create_webhook(session: Session, identity: Identity, data: dict[str, Any]) -> Webhook:
+def create_webhook(session: Session, identity: Identity, data: dict[str, Any],
+                   targets: Targets) -> Webhook:
     require(identity, "webhooks.write")
+    targets.check(data["url"])
     hook = Webhook(url=data["url"], events=sorted(set(data["events"])), secret=data["secret"],
                    description=data.get("description"), active=True, created_by=identity.actor,
                    created_at=datetime.now(UTC),
@@ -88,8 +179,10 @@ def list_webhooks(session: Session, identity: Identity, limit: int, after: int) 
 
 
 def update_webhook(session: Session, identity: Identity, hook_id: int,
-                   data: dict[str, Any]) -> Webhook:
+                   data: dict[str, Any], targets: Targets) -> Webhook:
     hook = _find(session, identity, hook_id, "webhooks.write")
+    if "url" in data:
+        targets.check(data["url"])
     for key in ("url", "secret", "description"):
         if key in data:
             setattr(hook, key, data[key])
@@ -136,6 +229,7 @@ class Dispatcher:
         self.lease = timedelta(seconds=lease_s)
         self.owner = uuid.uuid4().hex
         self.http = http or requests.Session()
+        self.targets = Targets(options.webhook_allow_internal)
 
     def run(self, stop: threading.Event, interval_s: float = 0.5) -> None:
         while not stop.is_set():
@@ -210,14 +304,22 @@ class Dispatcher:
                    "User-Agent": "emsupply-webhooks/1"}
         started = time.perf_counter()
         status, error = None, None
+        refused = self.targets.refusal(url)
         try:
-            answer = self.http.post(url, data=body, headers=headers, timeout=self.timeout,
-                                    allow_redirects=False)
-            status = answer.status_code
-            if not 200 <= status < 300:
-                error = f"answered {status}"
-        except requests.RequestException as exc:
-            error = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+            if refused:
+                error = f"refused: {refused}"
+            else:
+                answer = self.http.post(without_userinfo(url), data=body, headers=headers,
+                                        timeout=self.timeout, allow_redirects=False)
+                status = answer.status_code
+                if not 200 <= status < 300:
+                    error = f"answered {status}"
+        except requests.Timeout:
+            error = "no answer in time"
+        except requests.ConnectionError:
+            error = "could not connect"
+        except requests.RequestException:
+            error = "the request failed"
         ms = round((time.perf_counter() - started) * 1000, 2)
         ok = error is None
         now = datetime.now(UTC)

@@ -218,6 +218,10 @@ class StocktakeOut(Schema):
     differences = fields.List(fields.Nested(DifferenceOut))
 
 
+# A bulk call of transfers: a national restocking (some 2,000 transfers) fits in one.
+MAX_BATCH_TRANSFERS = 5000
+
+
 class TransferLineIn(StrictSchema):
     item = fields.String(required=True, validate=CODE)
     quantity = Quantity(required=True)
@@ -230,6 +234,12 @@ class TransferIn(StrictSchema):
                         validate=validate.Length(1, 500))
     reason = Text(400)
     reference = Text(200)
+
+
+class TransfersIn(StrictSchema):
+    transfers = fields.List(fields.Nested(TransferIn), required=True,
+                            validate=validate.Length(1, MAX_BATCH_TRANSFERS),
+                            metadata={"description": "sent all together or none of them"})
 
 
 class ReceiptLineIn(StrictSchema):
@@ -262,6 +272,10 @@ class TransferOut(Schema):
     received_by = fields.String(allow_none=True)
     received_at = UtcDateTime(allow_none=True)
     lines = fields.List(fields.Nested(TransferLineOut))
+
+
+class TransfersOut(Schema):
+    transfers = fields.List(fields.Nested(TransferOut))
 
 
 class TransferQuery(PageQuery):

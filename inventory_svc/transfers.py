@@ -3,6 +3,8 @@ the destination's keeper receives it; a short receipt records the difference wit
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -11,47 +13,108 @@ from sqlalchemy.orm import Session
 
 from inventory_svc import catalog, ledger
 from inventory_svc.expiry import expire_due
-from inventory_svc.models import Transfer, TransferLine, outbox
+from inventory_svc.models import Item, Transfer, TransferLine, Warehouse, outbox
 from inventory_svc.permissions import require
 from inventory_svc.vocabulary import CLOSED, IN_TRANSIT, RECEIVED, TRANSFER_IN, TRANSFER_OUT
 from shared import events
 from shared.auth import Identity
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import Conflict, EmsupplyError, InvalidInput, NotFound
 from shared.sql import locks_rows
 
 MAX_ID = 2**63 - 1
 
 
 def create_transfer(session: Session, identity: Identity, data: dict[str, Any]) -> Transfer:
-    source = catalog.get_warehouse(session, data["source"], "source")
-    destination = catalog.get_warehouse(session, data["destination"], "destination")
+    source, destination, items = _resolve(session, identity, data, {}, {})
+    expire_due(session)
+    ledger.lock_balances(session, [(source, item) for item in items.values()])
+    return _send(session, identity, [(source, destination, items)], [data])[0]
+
+
+def create_transfers(session: Session, identity: Identity,
+                     batch: list[dict[str, Any]]) -> list[Transfer]:
+    """Many transfers in one transaction, all or none: a restocking of thousands of transfers
+    is one call, not thousands. Every transfer is checked before any stock moves, and every
+    source balance is locked at once, in the one order of `ledger.lock_balances`, so a batch
+    never deadlocks with another command; a refusal names the transfer by its index
+    (`transfers.<i>.<field>`)."""
+    warehouses: dict[str, Warehouse] = {}
+    items: dict[str, Item] = {}
+    resolved = []
+    for index, data in enumerate(batch):
+        with _numbered(index):
+            resolved.append(_resolve(session, identity, data, warehouses, items))
+    expire_due(session)
+    ledger.lock_balances(session, [(source, item) for source, _, lines in resolved
+                                   for item in lines.values()])
+    return _send(session, identity, resolved, batch, numbered=True)
+
+
+@contextmanager
+def _numbered(index: int) -> Iterator[None]:
+    """A refusal of the transfer at `index` of a batch, saying which one it is."""
+    try:
+        yield
+    except EmsupplyError as exc:
+        errors = {f"transfers.{index}.{name}": messages
+                  for name, messages in (exc.errors or {}).items()}
+        raise type(exc)(f"transfer {index}: {exc.detail}", errors=errors or None,
+                        extra=exc.extra, headers=exc.headers) from None
+
+
+def _resolve(session: Session, identity: Identity, data: dict[str, Any],
+             warehouses: dict[str, Warehouse],
+             items: dict[str, Item]) -> tuple[Warehouse, Warehouse, dict[str, Item]]:
+    """Source, destination and items of one transfer, checked; `warehouses` and `items` keep
+    what was looked up already (a batch names the same few again and again)."""
+    def warehouse(code: str, field: str) -> Warehouse:
+        if code not in warehouses:
+            warehouses[code] = catalog.get_warehouse(session, code, field)
+        return warehouses[code]
+
+    source = warehouse(data["source"], "source")
+    destination = warehouse(data["destination"], "destination")
     require(identity, "transfers.create", source)
     if source.id == destination.id:
         raise InvalidInput("source and destination are the same warehouse",
                            errors={"destination": ["must differ from source"]})
     if destination.status == CLOSED:
         raise Conflict(f"{destination.code} is closed", errors={"destination": ["closed"]})
-    transfer = Transfer(source=source, destination=destination, status=IN_TRANSIT,
-                        reference=data.get("reference"), created_by=identity.actor,
-                        created_at=datetime.now(UTC))
-    session.add(transfer)
+    for sku in _merged(data["lines"]):
+        if sku not in items:
+            items[sku] = catalog.get_item(session, sku, "lines.item")
+    return source, destination, {sku: items[sku] for sku in _merged(data["lines"])}
+
+
+def _send(session: Session, identity: Identity,
+          resolved: list[tuple[Warehouse, Warehouse, dict[str, Item]]],
+          batch: list[dict[str, Any]], numbered: bool = False) -> list[Transfer]:
+    """Take the stock out of the (locked) source balances and record the transfers: the rows
+    of all of them in one flush each, not two a transfer (a batch is thousands)."""
+    now = datetime.now(UTC)
+    made = [Transfer(source=source, destination=destination, status=IN_TRANSIT,
+                     reference=data.get("reference"), created_by=identity.actor,
+                     created_at=now, lines=[])  # new: nothing to load, so no query a line
+            for (source, destination, _), data in zip(resolved, batch, strict=True)]
+    session.add_all(made)
     session.flush()
-    reference = f"transfer:{transfer.id}"
-    merged = _merged(data["lines"])
-    items = {sku: catalog.get_item(session, sku, "lines.item") for sku in merged}
-    expire_due(session)
-    ledger.lock_balances(session, [(source, item) for item in items.values()])
-    for sku, quantity in merged.items():
-        item = items[sku]
-        posted = ledger.remove_stock(session, source, item, quantity, TRANSFER_OUT,
-                                     identity.actor, reason=data.get("reason"),
-                                     reference=reference)
-        lots = [{"lot": m.lot, "expires_on": m.expires_on.isoformat() if m.expires_on else None,
-                 "quantity": -m.quantity} for m in posted.lines]
-        transfer.lines.append(TransferLine(item=item, quantity=quantity, lots=lots))
+    for index, (transfer, (source, _, items), data) in enumerate(zip(made, resolved, batch,
+                                                                     strict=True)):
+        with _numbered(index) if numbered else nullcontext():
+            for sku, quantity in _merged(data["lines"]).items():
+                posted = ledger.remove_stock(session, source, items[sku], quantity,
+                                             TRANSFER_OUT, identity.actor,
+                                             reason=data.get("reason"),
+                                             reference=f"transfer:{transfer.id}")
+                lots = [{"lot": m.lot,
+                         "expires_on": m.expires_on.isoformat() if m.expires_on else None,
+                         "quantity": -m.quantity} for m in posted.lines]
+                transfer.lines.append(TransferLine(item=items[sku], quantity=quantity,
+                                                   lots=lots))
     session.flush()
-    events.record(session, outbox, "transfer.created", _event(transfer))
-    return transfer
+    for transfer in made:
+        events.record(session, outbox, "transfer.created", _event(transfer))
+    return made
 
 
 def receive_transfer(session: Session, identity: Identity, transfer_id: int,

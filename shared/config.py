@@ -28,6 +28,8 @@ class Settings:
     redis_url: str | None = None
     inventory_url: str = f"http://127.0.0.1:{DEFAULT_PORT + 1}"
     allocation_url: str = f"http://127.0.0.1:{DEFAULT_PORT + 2}"
+    # The gateway's port (EMSUPPLY_PORT); the services' are in their URLs.
+    port: int = DEFAULT_PORT
     signature_max_age_s: int = 60
     reservation_ttl_s: int = 900
     # Plans: the vehicle of each depot level (level -> (name, capacity kg)) and a trip's cost in
@@ -150,6 +152,7 @@ def load_settings(service: str, env: Mapping[str, str] | None = None,
         redis_url=_redis_url(env),
         inventory_url=_service_url(env, "EMSUPPLY_INVENTORY_URL", f"http://127.0.0.1:{port + 1}"),
         allocation_url=_service_url(env, "EMSUPPLY_ALLOCATION_URL", f"http://127.0.0.1:{port + 2}"),
+        port=port,
         signature_max_age_s=whole(env, "EMSUPPLY_SIGNATURE_MAX_AGE", 60, 5, 3600),
         reservation_ttl_s=whole(env, "EMSUPPLY_RESERVATION_TTL", 900, 1, 7 * 86400),
         vehicles=vehicles(env, "EMSUPPLY_VEHICLES"),

@@ -151,6 +151,7 @@ def install(app: Flask, ctx: ServiceContext, *, authenticate: bool = True) -> No
             g.identity = auth.verify(ctx.settings.secret, request.headers, request.method,
                                      request.full_path.rstrip("?"), request.get_data(cache=True),
                                      ctx.settings.signature_max_age_s)
+            g.nonce = request.headers[auth.H_NONCE]  # only once verified: it keys replays
 
     @app.after_request
     def finish(response: Response):
@@ -211,16 +212,51 @@ def run_command(work: Callable[..., Any], schema: Schema, status: int = 201, *,
     A refusal (any 4xx) is kept as the answer too, so that a retry always replays what the
     first attempt answered; a failure of ours or of another service (5xx) is not, and a retry
     runs the command again. The same key with another body is 422.
+
+    A signed call without a key is keyed by its nonce (`sig:<nonce>`, not shown to the caller):
+    the same signed call sent again within its signature's life is answered, not counted again.
     """
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        return _keyed(work, schema, status, transaction, key)
+    nonce = g.get("nonce")
+    if nonce is not None:
+        response = _keyed(work, schema, status, transaction, SIGNED_KEY_PREFIX + nonce)
+        response.headers.pop("Idempotency-Key", None)
+        return response
+    identity = current_identity()
+    if not transaction:
+        return json_response(schema.dump(work(identity)), status)
+    with context().db.unit_of_work() as session:
+        body = schema.dump(work(session, identity))
+    return json_response(body, status)
+
+
+# The implicit key of a signed write that carries no Idempotency-Key (see run_command).
+SIGNED_KEY_PREFIX = "sig:"
+# How long answers are kept: a signed call's for as long as its signature could be sent again
+# (at most an hour, EMSUPPLY_SIGNATURE_MAX_AGE's ceiling, plus margin); a client's key for a week,
+# longer than any client retries.
+SIGNED_ANSWERS_KEPT_S = 2 * 3600
+KEYED_ANSWERS_KEPT_S = 7 * 86400
+
+
+def forget_old_answers(db: Database, table: Table, now: datetime | None = None) -> int:
+    """Delete the answers nobody can ask for again (a background chore): without it every
+    signed write would leave its row for ever. Answers how many went."""
+    now = now or datetime.now(UTC)
+    signed = table.c.key.startswith(SIGNED_KEY_PREFIX, autoescape=True)
+    with db.unit_of_work() as session:
+        gone = session.execute(delete(table).where(
+            ((table.c.created_at < now - timedelta(seconds=SIGNED_ANSWERS_KEPT_S)) & signed)
+            | (table.c.created_at < now - timedelta(seconds=KEYED_ANSWERS_KEPT_S))))
+    return gone.rowcount or 0
+
+
+def _keyed(work: Callable[..., Any], schema: Schema, status: int, transaction: bool,
+           key: str) -> Response:
     ctx = context()
     identity = current_identity()
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        if not transaction:
-            return json_response(schema.dump(work(identity)), status)
-        with ctx.db.unit_of_work() as session:
-            body = schema.dump(work(session, identity))
-        return json_response(body, status)
     fingerprint = _fingerprint(identity)
     if not transaction:
         return _claimed(ctx, key, fingerprint, lambda: _dumps(schema.dump(work(identity))),

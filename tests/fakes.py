@@ -30,7 +30,7 @@ class FakeInventory:
         self.balances: dict[tuple[str, str], dict[str, int]] = {}
         self.catalog: list[dict[str, Any]] = []
         self.holds: dict[int, dict[str, Any]] = {}
-        self.transfers: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []  # transfers made
         self.answers: dict[str, tuple[Any, Any]] = {}  # key -> (request, answer or refusal)
         self.unreachable: set[str] = set()
         self.late: set[str] = set()
@@ -129,15 +129,16 @@ class FakeInventory:
             return {"id": reservation_id, "status": "held"}
         return self._once("release_part", key, (reservation_id, lines), free_some)
 
-    def transfer(self, key: str, source: str, destination: str, lines: list[dict],
-                 reference: str) -> dict[str, Any]:
+    def transfers(self, key: str, transfers: list[dict]) -> list[dict[str, Any]]:
         def send():
-            for line in lines:
-                self._balance(source, line["item"])["on_hand"] -= line["quantity"]
-            self.transfers.append({"id": len(self.transfers) + 1, "source": source,
-                                   "destination": destination, "lines": lines})
-            return {"id": len(self.transfers)}
-        return self._once("transfer", key, (source, destination, lines, reference), send)
+            made = []
+            for wanted in transfers:
+                for line in wanted["lines"]:
+                    self._balance(wanted["source"], line["item"])["on_hand"] -= line["quantity"]
+                self.sent.append({"id": len(self.sent) + 1, **wanted})
+                made.append(self.sent[-1])
+            return made
+        return self._once("transfers", key, (transfers,), send)
 
     # -- inside ------------------------------------------------------------------------------
     def _balance(self, warehouse: str, item: str) -> dict[str, int]:

@@ -18,6 +18,7 @@ from allocation_svc.schemas import (
     ReplenishmentOut,
     RoadEventsIn,
     RoadsIn,
+    RoadsQuery,
     RouteOut,
     RouteQuery,
 )
@@ -45,10 +46,12 @@ class Roads(MethodView):
             return json_response(roads.export_roads(session, allocation().graphs), 200)
 
     @blp.arguments(RoadsIn)
+    @blp.arguments(RoadsQuery, location="query")
     @blp.command(GraphVersionOut, 200)
-    def put(self, session, identity, _doc):
-        """Replace the road network (admin); answers the new graph_version"""
-        return roads.import_roads(session, identity, request.get_json())
+    def put(self, session, identity, _doc, query):
+        """Replace the road network (admin); answers the new graph_version. A network without
+        roads is refused unless `allow_empty=true`; `GET /roads` can be sent back as it is"""
+        return roads.import_roads(session, identity, request.get_json(), query["allow_empty"])
 
 
 @blp.route("/roads/events")
@@ -156,7 +159,7 @@ class Replan(MethodView):
 
 @blp.route("/replenishments")
 class Replenishments(MethodView):
-    @blp.arguments(ReplenishmentIn)
+    @blp.arguments(ReplenishmentIn, required=False)  # no body: every depot below min
     @blp.command(ReplenishmentOut, transaction=False)
     def post(self, identity, data):
         """Plan transfers that bring depots below min back to target"""

@@ -12,6 +12,8 @@ from inventory_svc.schemas import (
     TransferOut,
     TransferPage,
     TransferQuery,
+    TransfersIn,
+    TransfersOut,
 )
 from shared.schemas import page
 from shared.web import Blueprint, context, current_identity
@@ -36,6 +38,15 @@ class Transfers(MethodView):
     def post(self, session, identity, data):
         """Send stock: it leaves the source now and is in transit until received"""
         return transfers.create_transfer(session, identity, data)
+
+
+@blp.route("/transfers/batch")
+class TransferBatch(MethodView):
+    @blp.arguments(TransfersIn)
+    @blp.command(TransfersOut)
+    def post(self, session, identity, data):
+        """Send many transfers in one call, all or none (a restocking's bulk call)"""
+        return {"transfers": transfers.create_transfers(session, identity, data["transfers"])}
 
 
 @blp.route("/transfers/<int:transfer_id>")

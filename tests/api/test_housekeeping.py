@@ -47,9 +47,10 @@ def test_the_worker_frees_overdue_holds_of_the_inventory(inv, inventory_db, tmp_
     background = Background(services, load_settings("gateway", env, data_dir=tmp_path),
                             "http://127.0.0.1:9")
     try:
-        assert set(background.housekeeping.chores) == {"expire-holds"}
-        assert background.housekeeping.run_once() == {"expire-holds": 1}
-        assert background.housekeeping.run_once() == {"expire-holds": 0}
+        assert set(background.housekeeping.chores) == {"expire-holds",
+                                                       "forget-inventory-answers"}
+        assert background.housekeeping.run_once()["expire-holds"] == 1
+        assert background.housekeeping.run_once()["expire-holds"] == 0
     finally:
         background.stop()
     with inventory_db.engine.connect() as conn:
@@ -58,3 +59,28 @@ def test_the_worker_frees_overdue_holds_of_the_inventory(inv, inventory_db, tmp_
             "WHERE r.id = :id AND s.reserved IS NOT NULL AND s.on_hand = 10"),
             {"id": held["id"]}).one()
     assert (status, reserved) == ("expired", 0)
+
+
+def test_answers_nobody_can_ask_for_again_are_forgotten(inv, inventory_db):
+    """A signed write's answer lives as long as its signature could be replayed; a client's
+    Idempotency-Key answer a week."""
+    from inventory_svc.models import idempotency
+    from shared.web import forget_old_answers
+
+    build_tree(inv)
+    receive(inv, "KL", "TENT", 1)  # signed, without a key: kept under sig:<nonce>
+    inv.post("/api/v1/movements", {"warehouse": "KL", "item": "TENT", "kind": "receipt",
+                                   "quantity": 1}, headers={"Idempotency-Key": "client-1"})
+
+    def keys() -> set[str]:
+        with inventory_db.engine.connect() as conn:
+            return {row[0] for row in conn.execute(text("SELECT key FROM idempotency_keys"))}
+
+    signed = {k for k in keys() if k.startswith("sig:")}
+    assert signed and "client-1" in keys()
+    now = datetime.now(UTC)
+    assert forget_old_answers(inventory_db, idempotency, now) == 0
+    assert forget_old_answers(inventory_db, idempotency, now + timedelta(hours=3)) >= 1
+    assert "client-1" in keys() and not keys() & signed
+    assert forget_old_answers(inventory_db, idempotency, now + timedelta(days=8)) >= 1
+    assert "client-1" not in keys()

@@ -35,11 +35,13 @@ def assert_problem(response, status: int, field: str | None = None) -> dict:
 def snapshot(database) -> dict:
     """Everything a command could write: row counts and balance sums of every table."""
     tables = ("warehouses", "items", "stock", "lots", "movements", "transfers",
-              "transfer_lines", "reservations", "reservation_lines", "outbox",
-              "idempotency_keys")
+              "transfer_lines", "reservations", "reservation_lines", "outbox")
     with database.engine.connect() as conn:
         state = {name: conn.execute(text(f"SELECT count(*) FROM {name}")).scalar()
                  for name in tables}
+        # A client's keys; a signed call's own (sig:<nonce>) keeps even a refusal, for replays.
+        state["idempotency_keys"] = conn.execute(text(
+            "SELECT count(*) FROM idempotency_keys WHERE key NOT LIKE 'sig:%'")).scalar()
         state["stock_sums"] = tuple(conn.execute(text(
             "SELECT coalesce(sum(on_hand), 0), coalesce(sum(reserved), 0), "
             "coalesce(sum(min), 0), coalesce(sum(target), 0) FROM stock")).one())

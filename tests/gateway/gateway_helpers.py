@@ -37,7 +37,8 @@ def quick_options(**changes) -> Options:
                 breaker_reset_s=1.0, rate_limit="100000 per minute", token_cache_s=0,
                 required_services=("inventory",), webhook_timeout_s=1.0,
                 webhook_backoff_s=0.05, webhook_max_backoff_s=0.2,
-                limiter_prefix=f"test-{uuid.uuid4().hex[:8]}")
+                limiter_prefix=f"test-{uuid.uuid4().hex[:8]}",
+                webhook_allow_internal=True)  # the tests' receivers are on 127.0.0.1
     return Options(**{**base, **changes})
 
 

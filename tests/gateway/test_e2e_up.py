@@ -43,6 +43,7 @@ def test_up_relays_events_to_webhooks_and_redis_and_stops_cleanly(tmp_path):
     data_dir = tmp_path / "var"
     port = free_block()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMSUPPLY_")}
+    env["EMSUPPLY_WEBHOOK_ALLOW_INTERNAL"] = "1"  # the receiver is on 127.0.0.1
     emsupply = str(Path(sys.executable).with_name("emsupply"))
     suite = subprocess.Popen([emsupply, "up", "--data-dir", str(data_dir), "--port", str(port)],
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -216,7 +216,8 @@ def test_a_receiver_down_then_up_gets_every_event_signed_in_order(admin, as_role
         "url": receiver.url.replace("/hook", "/other"), "events": ["transfer.created"],
         "secret": secret}).get_json()
     relay = relay_for()
-    dispatcher = Dispatcher(gateway_app.extensions["gateway"].db, backoff_s=0.05)
+    state = gateway_app.extensions["gateway"]
+    dispatcher = Dispatcher(state.db, state.options, backoff_s=0.05)
     dispatcher.max_backoff_s = 0.2
     stop = threading.Event()
     worker = threading.Thread(target=dispatcher.run, args=(stop, 0.02), daemon=True)

@@ -50,7 +50,7 @@ def schemathesis(app, live: Live, report_dir: Path, *extra: str) -> str:
                f"{live.url}/api/v1/openapi.json", "--url", live.url,
                "-H", f"Authorization: Bearer {token}",
                "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--seed", "1",
-               "--workers", "2", "--phases", "examples,coverage,fuzzing,stateful",
+               "--workers", "1", "--phases", "examples,coverage,fuzzing,stateful",
                "--generation-database", "none", "--request-timeout", "10",
                "--no-color", "--suppress-health-check", "all",
                "--report", "junit", "--report-dir", str(report_dir), *extra]

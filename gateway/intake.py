@@ -1,0 +1,98 @@
+"""The gateway takes a request's body whole, within a size and a time, before anything else.
+
+A body announced larger than `max_body_bytes` is 413 at once, unread. Any other body is read to
+its end within `body_timeout_s` in all (not per read: a client dripping a byte a second would
+pass any per-read timeout): when the time is up, the connection's reading side is shut, the
+blocked read returns, and the answer is 408. Either way the server then closes the connection
+rather than draining what is left of the body, so a slow or huge body holds a thread for at most
+`body_timeout_s`. The body read is kept in the environ, so later readers never touch the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import threading
+
+from flask import Flask, request
+from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
+
+from gateway.options import Options
+
+CHUNK = 64 * 1024
+SOCKET_KEYS = ("gunicorn.socket", "werkzeug.socket")
+
+
+def install(app: Flask, options: Options) -> None:
+    """Take every body before tokens are looked up or rates counted (install this first)."""
+    @app.before_request
+    def body_first():
+        take_body(request.environ, options.max_body_bytes, options.body_timeout_s)
+
+
+def take_body(environ: dict, max_bytes: int, timeout_s: float) -> None:
+    """Read the body into the environ, or raise 413 (too large) or 408 (too slow)."""
+    length = _length(environ)
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if length is None and not chunked:
+        return
+    connection = next((environ[k] for k in SOCKET_KEYS if k in environ), None)
+    if length is not None and length > max_bytes:
+        _stop_reading(connection)
+        raise RequestEntityTooLarge(f"the body is {length} bytes; this gateway takes at most "
+                                    f"{max_bytes} (EMSUPPLY_MAX_BODY)")
+    late = threading.Event()
+
+    def cut() -> None:
+        late.set()
+        _stop_reading(connection)
+
+    timer = threading.Timer(timeout_s, cut) if connection is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        body = _read(environ["wsgi.input"], length, max_bytes)
+    except OSError:
+        body = None
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if late.is_set() or body is None or (length is not None and len(body) < length):
+        _stop_reading(connection)
+        raise RequestTimeout(f"the body did not arrive within {timeout_s:g} s "
+                             "(EMSUPPLY_BODY_TIMEOUT)")
+    if len(body) > max_bytes:
+        _stop_reading(connection)
+        raise RequestEntityTooLarge(f"the body is over {max_bytes} bytes (EMSUPPLY_MAX_BODY)")
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
+def _length(environ: dict) -> int | None:
+    """The announced length; none (as werkzeug reads it) when absent or not a number."""
+    raw = environ.get("CONTENT_LENGTH", "").strip()
+    return int(raw) if raw.isdigit() else None
+
+
+def _read(stream, length: int | None, max_bytes: int) -> bytes:
+    """`length` bytes, or (chunked) up to one byte over `max_bytes`; fewer at end of input."""
+    want = length if length is not None else max_bytes + 1
+    parts, size = [], 0
+    while size < want:
+        part = stream.read(min(CHUNK, want - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def _stop_reading(connection: socket.socket | None) -> None:
+    """No more reads on this connection: a blocked one returns, the server closes it after the
+    answer instead of draining the rest of the body."""
+    if connection is not None:
+        with contextlib.suppress(OSError):
+            connection.shutdown(socket.SHUT_RD)
