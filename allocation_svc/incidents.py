@@ -1,5 +1,7 @@
 """Incidents grow from a thin first report (a type and one site, within two minutes) into the
-full report: level, title, sites, affected population."""
+full report: level, title, sites, affected population. Every amendment is kept (who, when, what
+from and to) and published (`incident.updated`; a level raised towards I also
+`incident.escalated`), so that an inquiry after the response can follow the record."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from sqlalchemy.orm import Session
 from allocation_svc.inventory import Inventory
 from allocation_svc.models import Incident, outbox
 from allocation_svc.permissions import require
-from allocation_svc.vocabulary import INCIDENT_OPEN
+from allocation_svc.vocabulary import INCIDENT_OPEN, LEVELS
 from shared import events
 from shared.auth import Identity
 from shared.client import RemoteError
@@ -61,12 +63,14 @@ def declare(session: Session, identity: Identity, data: dict[str, Any],
     now = datetime.now(UTC)
     incident = Incident(type=data["type"], level=data.get("level"), title=data.get("title"),
                         status=INCIDENT_OPEN, sites=_resolve_sites(inventory, data["sites"]),
-                        created_by=identity.actor, created_at=now, updated_at=now)
+                        drill=bool(data.get("drill")), history=[], created_by=identity.actor,
+                        created_at=now, updated_at=now)
     session.add(incident)
     session.flush()
     events.record(session, outbox, "incident.declared", {
         "id": incident.id, "type": incident.type, "level": incident.level,
-        "sites": [site["id"] for site in incident.sites]})
+        "sites": [site["id"] for site in incident.sites], "drill": incident.drill,
+        "actor": identity.actor})
     return incident
 
 
@@ -75,14 +79,40 @@ def amend(session: Session, identity: Identity, incident_id: int, data: dict[str
     require(identity, "incidents.write")
     sites = _resolve_sites(inventory, data["sites"]) if "sites" in data else None
     incident = get(session, incident_id)
+    changes: dict[str, dict[str, Any]] = {}
     for key in ("type", "level", "title", "status"):
-        if key in data:
+        if key in data and data[key] != getattr(incident, key):
+            changes[key] = {"from": getattr(incident, key), "to": data[key]}
             setattr(incident, key, data[key])
-    if sites is not None:
+    if sites is not None and sites != incident.sites:
+        changes["sites"] = {"from": _site_summary(incident.sites), "to": _site_summary(sites)}
         incident.sites = sites
-    incident.updated_at = datetime.now(UTC)
+    if not changes:
+        return incident
+    now = datetime.now(UTC)
+    incident.updated_at = now
+    incident.history = [*(incident.history or []), {
+        "at": now.isoformat().replace("+00:00", "Z"), "actor": identity.actor,
+        "changes": changes}]
     session.flush()
+    said = {"id": incident.id, "actor": identity.actor, "changes": changes,
+            "drill": incident.drill}
+    events.record(session, outbox, "incident.updated", said)
+    level = changes.get("level")
+    if level and escalates(level["from"], level["to"]):
+        events.record(session, outbox, "incident.escalated", {
+            "id": incident.id, "actor": identity.actor, "from": level["from"],
+            "to": level["to"], "drill": incident.drill})
     return incident
+
+
+def escalates(before: str | None, after: str | None) -> bool:
+    """A level raised towards I (the most severe); a first level given is not an escalation."""
+    return before in LEVELS and after in LEVELS and LEVELS.index(after) < LEVELS.index(before)
+
+
+def _site_summary(sites: list[dict]) -> list[dict]:
+    return [{"id": site["id"], "population": site.get("population") or 0} for site in sites]
 
 
 def get(session: Session, incident_id: int) -> Incident:

@@ -27,11 +27,12 @@ DELIVERED = "delivered"  # every shipment arrived
 CANCELLED = "cancelled"  # its hold released before dispatch
 FAILED = "failed"  # its hold refused, or abandoned and undone
 STRANDED = "stranded"  # a shipment whose road is gone; its quantity was sourced again
+LAPSED = "lapsed"  # its hold ran out before dispatch: the stock is free again; hold or cancel
 # The statuses as the reader says them (the API's status fields stay these codes).
 STATUS_WORDS = {RESERVING: _("reserving"), PLANNED: _("planned"), DISPATCHED: _("dispatched"),
                 DELIVERED: _("delivered"), CANCELLED: _("cancelled"), FAILED: _("failed"),
-                STRANDED: _("stranded")}
-STATUSES = (RESERVING, PLANNED, DISPATCHED, DELIVERED, CANCELLED, FAILED, STRANDED)
+                STRANDED: _("stranded"), LAPSED: _("lapsed")}
+STATUSES = (RESERVING, PLANNED, DISPATCHED, DELIVERED, CANCELLED, FAILED, STRANDED, LAPSED)
 
 # What happens to a plan.
 HOLD_OK = "hold ok"
@@ -41,7 +42,10 @@ CANCEL = "cancel"
 DELIVER = "deliver"
 REPLAN = "replan"
 RECONCILE = "reconcile"
-ACTIONS = (HOLD_OK, HOLD_REFUSED, DISPATCH, CANCEL, DELIVER, REPLAN, RECONCILE)
+LAPSE = "lapse"  # the inventory let the hold go (its time ran out)
+HOLD_AGAIN = "hold again"  # a lapsed plan's stock held anew
+ACTIONS = (HOLD_OK, HOLD_REFUSED, DISPATCH, CANCEL, DELIVER, REPLAN, RECONCILE, LAPSE,
+           HOLD_AGAIN)
 
 # (status, action) -> the plan's status after it; any pair not here is refused. A delivery
 # keeps a plan dispatched until every shipment has arrived (`after_deliveries`).
@@ -55,6 +59,9 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (DISPATCHED, REPLAN): DISPATCHED,
     (DISPATCHED, DELIVER): DISPATCHED,
     (DELIVERED, DELIVER): DELIVERED,
+    (PLANNED, LAPSE): LAPSED,
+    (LAPSED, HOLD_AGAIN): PLANNED,
+    (LAPSED, CANCEL): CANCELLED,
 }
 
 # Statuses where the action is already done: the plan is answered as it is and nothing is done
@@ -62,12 +69,15 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 ALREADY_DONE: dict[str, tuple[str, ...]] = {
     DISPATCH: (DISPATCHED, DELIVERED),
     CANCEL: (CANCELLED, FAILED),
+    HOLD_AGAIN: (PLANNED, DISPATCHED, DELIVERED),
+    LAPSE: (LAPSED,),
 }
 
 # What dispatch and cancel do to the plan's holds in the inventory, and the event they record.
 SETTLEMENTS: dict[str, str] = {DISPATCH: "commit", CANCEL: "release"}
 EVENTS: dict[str, str] = {HOLD_OK: "allocation.planned", REPLAN: "allocation.planned",
-                          DISPATCH: "allocation.dispatched", CANCEL: "allocation.cancelled"}
+                          DISPATCH: "allocation.dispatched", CANCEL: "allocation.cancelled",
+                          LAPSE: "allocation.lapsed", HOLD_AGAIN: "allocation.planned"}
 
 _REFUSALS: dict[str, str] = {
     HOLD_OK: _("only a plan being reserved has its hold settled"),
@@ -77,6 +87,8 @@ _REFUSALS: dict[str, str] = {
     CANCEL: _("its stock has left the depots"),
     DELIVER: _("only dispatched shipments arrive"),
     REPLAN: _("only planned or dispatched plans are re-planned"),
+    LAPSE: _("only a planned plan's hold lapses"),
+    HOLD_AGAIN: _("only a plan whose hold lapsed is held again"),
 }
 
 
@@ -127,6 +139,11 @@ def after_deliveries(current: str, shipments: Iterable[str]) -> str:
     if all(status == DELIVERED for status in shipments if counts(status)):
         return DELIVERED
     return current
+
+
+def settles_holds(current: str) -> bool:
+    """Whether dispatch or cancel has holds to commit or release: a lapsed plan has none."""
+    return current != LAPSED
 
 
 def releases_stranded_holds(current: str) -> bool:

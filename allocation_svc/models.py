@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -75,6 +76,10 @@ class Incident(Base):
     status: Mapped[str] = mapped_column(String(16), default=INCIDENT_OPEN)
     # [{"id", "warehouse", "node", "population", "township", "county"}]
     sites: Mapped[list] = mapped_column(JSON)
+    # A drill (the monthly exercise) plans like a real response but never holds or moves stock.
+    drill: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Every amendment after the first report: [{"at", "actor", "changes": {field: {from, to}}}]
+    history: Mapped[list | None] = mapped_column(JSON, default=list)
     created_by: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -99,6 +104,9 @@ class Plan(Base):
     gap: Mapped[float | None] = mapped_column(Float)
     # Reservation ids in the inventory service: the first hold, and any made by re-planning.
     reservations: Mapped[list] = mapped_column(JSON, default=list)
+    # When the hold runs out unless the plan is dispatched first (then the plan is `lapsed`).
+    hold_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    drill: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     failure: Mapped[str | None] = mapped_column(String(400))
     created_by: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

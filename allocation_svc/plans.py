@@ -31,7 +31,7 @@ from shared import events, i18n
 from shared.auth import Identity
 from shared.client import RemoteError
 from shared.db import Database
-from shared.errors import InvalidInput, NotFound, Unavailable, UpstreamTimeout
+from shared.errors import Conflict, InvalidInput, NotFound, Unavailable, UpstreamTimeout
 from shared.i18n import _
 
 # What a plan records of its request, to solve its re-plans alike.
@@ -56,12 +56,12 @@ class Allocation:
         with self.db.reading() as session:
             incident = incidents.get(session, incident_id)
             graph = roads.ensure_network(session, self.graphs)
-            sites, level = list(incident.sites), incident.level
+            sites, level, drill = list(incident.sites), incident.level, incident.drill
         demands = self._demands(sites, data)
         _check_on_network(graph, demands)
         result = self._solve(graph, sites, demands, self._policy(data, level))
         return self._hold(self._record(identity, incident_id, graph.version, data, demands,
-                                       result))
+                                       result, drill))
 
     def _demands(self, sites: list[dict], data: dict[str, Any]) -> list[solver.Demand]:
         by_id = {site["id"]: site for site in sites}
@@ -111,14 +111,14 @@ class Allocation:
         return solver.solve(graph, depots(network, sites, graph, items), demands, policy)
 
     def _record(self, identity: Identity, incident_id: int, version: int, data: dict[str, Any],
-                demands: list[solver.Demand], result: solver.Plan) -> Plan:
+                demands: list[solver.Demand], result: solver.Plan, drill: bool) -> Plan:
         now = datetime.now(UTC)
         plan = Plan(incident_id=incident_id, status=lifecycle.RESERVING, graph_version=version,
                     policy={k: data.get(k) for k in POLICY_FIELDS},
                     demands=[demand_json(d) for d in demands],
                     unmet=[unmet_json(u) for u in result.unmet], cost=result.cost,
                     trips=[trip_json(t) for t in result.trips], objective=result.objective,
-                    bound=result.bound, gap=result.gap,
+                    bound=result.bound, gap=result.gap, drill=drill,
                     reservations=[], created_by=identity.actor, created_at=now, updated_at=now)
         plan.shipments = [shipment_row(s, lifecycle.RESERVING) for s in result.shipments]
         with self.db.unit_of_work() as session:
@@ -129,12 +129,14 @@ class Allocation:
         """Hold the plan's stock. A refusal (409, 422) fails the plan and is the answer. When the
         inventory cannot be reached or answers too late, the hold may or may not exist: it is
         undone (the same idempotent request finds it, then it is released) and the plan fails;
-        if even that cannot be done now, the plan stays `reserving` for `reconcile` to undo."""
-        lines = hold_lines(plan.shipments)
-        reservation_id, failure = None, None
+        if even that cannot be done now, the plan stays `reserving` for `reconcile` to undo.
+        A drill's plan holds nothing."""
+        lines = [] if plan.drill else hold_lines(plan.shipments)
+        reservation_id, expires_at, failure = None, None, None
         if lines:
             try:
-                reservation_id = _reserve(self.inventory, plan.id, lines, self.hold_ttl_s)["id"]
+                held = _reserve(self.inventory, plan.id, lines, self.hold_ttl_s)
+                reservation_id, expires_at = held["id"], _expiry(held, self.hold_ttl_s)
             except RemoteError as exc:
                 if exc.status >= 500:
                     raise
@@ -147,6 +149,7 @@ class Allocation:
             plan = _plan(session, plan.id, lock=True)
             if failure is None:
                 plan.reservations = [reservation_id] if reservation_id else []
+                plan.hold_expires_at = expires_at
                 for shipment in plan.shipments:
                     shipment.reservation_id = reservation_id
                 _move(session, plan, lifecycle.HOLD_OK)
@@ -172,19 +175,61 @@ class Allocation:
 
     def _settle(self, identity: Identity, plan_id: int, action: str) -> Plan:
         """Dispatch or cancel: each hold committed or released under a key of its own (a retry
-        after a failure part-way finishes the rest), then the plan and its shipments move."""
+        after a failure part-way finishes the rest), then the plan and its shipments move. A
+        hold that ran out is not dispatched: the plan lapses, and the answer says how to hold
+        it again; cancelling a lapsed plan (or a drill's) has nothing to release."""
         require(identity, "plans.write")
         plan = self.get(plan_id)
         if lifecycle.already_done(plan.status, action):
             return plan
+        if plan.status == lifecycle.LAPSED and action == lifecycle.DISPATCH:
+            raise _lapsed(plan)
         lifecycle.next_status(plan.status, action, plan.id)  # refused before anything is done
-        verb = lifecycle.SETTLEMENTS[action]
-        settle = getattr(self.inventory, verb)  # Inventory.commit or Inventory.release
-        for reservation_id in plan.reservations:
-            settle(reservation_id, f"plan:{plan.id}:{verb}:{reservation_id}")
+        if lifecycle.settles_holds(plan.status) and not plan.drill:
+            verb = lifecycle.SETTLEMENTS[action]
+            settle = getattr(self.inventory, verb)  # Inventory.commit or Inventory.release
+            for reservation_id in plan.reservations:
+                try:
+                    settle(reservation_id, f"plan:{plan.id}:{verb}:{reservation_id}")
+                except RemoteError as exc:
+                    if not _ran_out(exc):
+                        raise
+                    if action == lifecycle.DISPATCH:
+                        raise _lapsed(self._lapse(plan.id)) from None
         with self.db.unit_of_work() as session:
             plan = _plan(session, plan_id, lock=True)
             _move(session, plan, action)
+        return plan
+
+    def hold_again(self, identity: Identity, plan_id: int) -> Plan:
+        """Hold a lapsed plan's stock anew (one hold for all it still carries, keyed by the
+        holds that lapsed, so a retry finds it): `planned` again, or the inventory's refusal
+        (someone took the stock meanwhile) with the plan still `lapsed`."""
+        require(identity, "plans.write")
+        plan = self.get(plan_id)
+        if lifecycle.already_done(plan.status, lifecycle.HOLD_AGAIN):
+            return plan
+        lifecycle.next_status(plan.status, lifecycle.HOLD_AGAIN, plan.id)
+        live = [s for s in plan.shipments if lifecycle.counts(s.status)]
+        key = f"plan:{plan.id}:hold-again:{'-'.join(map(str, plan.reservations)) or 'none'}"
+        held = self.inventory.reserve(key, hold_lines(live), self.hold_ttl_s, f"plan:{plan.id}")
+        with self.db.unit_of_work() as session:
+            plan = _plan(session, plan_id, lock=True)
+            if plan.status != lifecycle.LAPSED:  # held again by a retry meanwhile
+                return plan
+            plan.reservations = [held["id"]]
+            plan.hold_expires_at = _expiry(held, self.hold_ttl_s)
+            for shipment in plan.shipments:
+                if lifecycle.counts(shipment.status):
+                    shipment.reservation_id = held["id"]
+            _move(session, plan, lifecycle.HOLD_AGAIN)
+        return plan
+
+    def _lapse(self, plan_id: int) -> Plan:
+        with self.db.unit_of_work() as session:
+            plan = _plan(session, plan_id, lock=True)
+            if plan.status == lifecycle.PLANNED:
+                _move(session, plan, lifecycle.LAPSE)
         return plan
 
     def replan(self, identity: Identity, plan_id: int) -> Plan:
@@ -200,7 +245,7 @@ class Allocation:
         lifecycle.next_status(plan.status, lifecycle.REPLAN, plan.id)
         nodes = {site["id"]: site for site in sites}
         rerouted, stranded = _reroute(graph, plan.shipments, nodes)
-        if lifecycle.releases_stranded_holds(plan.status):  # retry-safe: keyed per shipment
+        if lifecycle.releases_stranded_holds(plan.status) and not plan.drill:  # keyed per shipment
             for shipment in stranded:
                 self.inventory.release_part(
                     shipment.reservation_id, f"plan:{plan.id}:strand:{shipment.id}",
@@ -248,7 +293,7 @@ class Allocation:
                                  unit_weight_kg=weight.get(item, 0.0))
                    for (site, item), quantity in wanted.items()]
         result = self._solve(graph, sites, demands, self._policy(plan.policy, level))
-        if not result.shipments:
+        if not result.shipments or plan.drill:  # a drill holds nothing
             return result, None
         tag = hashlib.sha256(",".join(str(s.id) for s in stranded).encode()).hexdigest()[:16]
         held = self.inventory.reserve(
@@ -290,6 +335,22 @@ class Allocation:
             self._repack(plan, replacement, weight)
             _move(session, plan, lifecycle.REPLAN)
         return plan
+
+
+def lapse_due(db: Database, now: datetime | None = None, grace_s: float = 2.0) -> int:
+    """Plans still `planned` after their hold ran out become `lapsed`, with their event (a
+    background chore): the inventory let the stock go at `hold_expires_at`, so the plan says
+    so instead of reading `planned` and failing at dispatch. Answers how many lapsed."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=grace_s)
+    with db.reading() as session:
+        due = list(session.scalars(select(Plan.id).where(Plan.status == lifecycle.PLANNED,
+                                                          Plan.hold_expires_at < cutoff)))
+    for plan_id in due:
+        with db.unit_of_work() as session:
+            plan = _plan(session, plan_id, lock=True)
+            if plan.status == lifecycle.PLANNED:  # not dispatched meanwhile
+                _move(session, plan, lifecycle.LAPSE)
+    return len(due)
 
 
 def reconcile(db: Database, inventory: Inventory, hold_ttl_s: int,
@@ -345,6 +406,10 @@ def record_deliveries(session: Session, identity: Identity, plan_id: int,
     plan.status = lifecycle.after_deliveries(plan.status, [s.status for s in plan.shipments])
     plan.updated_at = now
     session.flush()
+    events.record(session, outbox, "allocation.delivered", {
+        **plan_event(plan), "arrived": [{"shipment": d["shipment"],
+                                         "quantity": by_id[d["shipment"]].delivered}
+                                        for d in data["deliveries"]]})
     return plan
 
 
@@ -367,6 +432,27 @@ def _plan(session: Session, plan_id: int, lock: bool = False) -> Plan:
     if plan is None:
         raise NotFound(_("no allocation plan %(plan)s", plan=plan_id))
     return plan
+
+
+def _expiry(hold: dict, ttl_s: int) -> datetime:
+    """When a hold runs out: as the inventory says, else (an older inventory) from its TTL."""
+    said = hold.get("expires_at")
+    if said:
+        return datetime.fromisoformat(said.replace("Z", "+00:00"))
+    return datetime.now(UTC) + timedelta(seconds=ttl_s)
+
+
+def _ran_out(exc: RemoteError) -> bool:
+    """The inventory refused because the hold is no more (its time ran out)."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    return exc.status == 409 and body.get("reservation_status") == "expired"
+
+
+def _lapsed(plan: Plan) -> Conflict:
+    at = plan.hold_expires_at.isoformat(timespec="seconds") if plan.hold_expires_at else "?"
+    return Conflict(_("plan %(plan)s's hold ran out at %(at)s: hold it again (POST "
+                      "/api/v1/allocations/%(plan)s/hold) or cancel it", plan=plan.id, at=at),
+                    extra={"plan_status": plan.status})
 
 
 def _check_on_network(graph: RoadGraph, demands: list[solver.Demand]) -> None:
@@ -499,7 +585,9 @@ def unmet_json(unmet: solver.Unmet) -> dict:
 def plan_event(plan: Plan) -> dict:
     return {"id": plan.id, "incident": plan.incident_id, "status": plan.status,
             "graph_version": plan.graph_version, "cost": plan.cost,
-            "objective": plan.objective, "trips": len(plan.trips or []),
+            "objective": plan.objective, "trips": len(plan.trips or []), "drill": plan.drill,
+            "hold_expires_at": plan.hold_expires_at.isoformat().replace("+00:00", "Z")
+            if plan.hold_expires_at else None,
             "shipments": [{"id": s.id, "from": s.source, "to": s.site, "item": s.item,
                            "quantity": s.quantity} for s in plan.shipments],
             "unmet": [{k: v for k, v in u.items() if k != "detail_parts"} for u in plan.unmet]}

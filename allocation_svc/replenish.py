@@ -1,7 +1,11 @@
 """Restocking after a response: depots below `min` are brought back to `target` by transfers
 from the level above (the next active depot up the tree: the prefecture where a county has no
 active depot, and further up when the level above has nothing to spare), along the fastest
-roads. Sources are never drawn below their own `min`."""
+roads. Sources are never drawn below their own `min`.
+
+A depot's stock is what it has within its date plus what is on the way to it (transfers sent,
+not yet received): stock past its date is no relief, and stock in transit is not ordered again,
+so a second proposal right after the first is executed orders nothing new."""
 
 from __future__ import annotations
 
@@ -27,13 +31,14 @@ def proposals(network: Network, graph, within: str | None = None,
     by_code = {code: i for i, code in enumerate(w["code"])}
     spare: dict[tuple[int, str], int] = {}
     below = []
-    for row, sku, on_hand, available, least, target in zip(
-            s["warehouse"], s["item"], s["on_hand"], s["available"], s["min"], s["target"],
-            strict=True):
+    for row, sku, on_hand, available, expired, coming, least, target in zip(
+            s["warehouse"], s["item"], s["on_hand"], s["available"], s["expired"],
+            s["in_transit"], s["min"], s["target"], strict=True):
         spare[(row, sku)] = max(0, available - least)
-        if (on_hand < least and w["status"][row] == ACTIVE and (not items or sku in items)
+        counted = on_hand - expired + coming
+        if (counted < least and w["status"][row] == ACTIVE and (not items or sku in items)
                 and (not within or f"/{within}/" in w["path"][row])):
-            below.append((on_hand / least if least else 1.0, row, sku, target - on_hand))
+            below.append((counted / least if least else 1.0, row, sku, target - counted))
     lines, short = [], []
     for _ratio, row, sku, needed in sorted(below):
         code, remaining, why = w["code"][row], needed, "no active depot above"

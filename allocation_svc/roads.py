@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from allocation_svc import geojson
 from allocation_svc.inventory import Inventory
-from allocation_svc.models import GraphVersion, RoadEdge, RoadNode, outbox
+from allocation_svc.lifecycle import DISPATCHED, PLANNED
+from allocation_svc.models import GraphVersion, Plan, RoadEdge, RoadNode, outbox
 from allocation_svc.permissions import require
 from allocation_svc.roadgraph import NoRoute, RoadGraph
 from allocation_svc.roadtable import DEGRADED, STATUS_CODES, STATUS_NAMES, RoadTable
@@ -97,8 +98,43 @@ def report_events(session: Session, identity: Identity, data: dict[str, Any]) ->
                         "speed_factor": factor, "reason": event.get("reason")})
     version = _new_version(session, identity, "events", applied)
     events.record(session, outbox, "road.changed", {"graph_version": version, "kind": "events",
-                                                    "events": applied})
+                                                    "events": applied, "actor": identity.actor})
+    _publish_affected(session, version, applied)
     return {"graph_version": version, "events": applied}
+
+
+def _publish_affected(session: Session, version: int, applied: list[dict]) -> None:
+    """`allocation.affected` for each plan still on the way (planned or dispatched) whose
+    shipments drive a road just closed or slowed, with the shipments and trips it hits.
+    Re-planning stays the commander's decision: nothing else changes here."""
+    hit = [e for e in applied if e["status"] != "open"]
+    if not hit:
+        return
+    status = {e["edge"]: e["status"] for e in hit}
+    pairs = {frozenset((a, b)): edge for edge, a, b in session.execute(
+        select(RoadEdge.id, RoadEdge.from_node, RoadEdge.to_node)
+        .where(RoadEdge.id.in_(list(status))))}
+
+    def edges_on(path: list[str]) -> set[str]:
+        return {pairs[pair] for pair in map(frozenset, zip(path, path[1:], strict=False))
+                if pair in pairs}
+
+    live = (PLANNED, DISPATCHED)
+    for plan in session.scalars(select(Plan).where(Plan.status.in_(live))):
+        shipments = [(s, edges_on(s.path)) for s in plan.shipments if s.status in live]
+        shipments = [(s, edges) for s, edges in shipments if edges]
+        if not shipments:
+            continue
+        trips = [t for t in plan.trips or [] if edges_on(t["path"])]
+        events.record(session, outbox, "allocation.affected", {
+            "id": plan.id, "incident": plan.incident_id, "status": plan.status,
+            "graph_version": version, "drill": plan.drill,
+            "edges": [{"edge": edge, "status": status[edge]}
+                      for edge in sorted(set().union(*(edges for _, edges in shipments)))],
+            "shipments": [s.id for s, _ in shipments],
+            "units": sum(s.quantity - s.delivered for s, _ in shipments),
+            "trips": [{"from": t["from"], "to": t["to"], "vehicle": t["vehicle"]}
+                      for t in trips]})
 
 
 def _new_version(session: Session, identity: Identity, kind: str, applied: list | None) -> int:

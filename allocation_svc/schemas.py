@@ -55,6 +55,9 @@ class IncidentIn(StrictSchema):
     level = fields.String(validate=validate.OneOf(LEVELS), allow_none=True)
     title = Text(200, allow_none=True)
     sites = fields.List(fields.Nested(SiteIn), required=True, validate=validate.Length(1, 500))
+    drill = fields.Boolean(load_default=False, metadata={
+        "description": "a drill: its plans are made, dispatched and re-planned like a real "
+                       "response's, but never hold or move stock"})
 
 
 class IncidentPatch(StrictSchema):
@@ -74,6 +77,12 @@ class SiteOut(Schema):
     county = fields.String(allow_none=True)
 
 
+class AmendmentOut(Schema):
+    at = fields.String()
+    actor = fields.String()
+    changes = fields.Dict(metadata={"description": "field -> {from, to}"})
+
+
 class IncidentOut(Schema):
     id = fields.Integer()
     type = fields.String()
@@ -81,6 +90,9 @@ class IncidentOut(Schema):
     title = fields.String(allow_none=True)
     status = fields.String()
     sites = fields.List(fields.Nested(SiteOut))
+    drill = fields.Boolean()
+    history = fields.List(fields.Nested(AmendmentOut), metadata={
+        "description": "every amendment after the first report, oldest first"})
     created_by = fields.String()
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
@@ -204,6 +216,10 @@ class PlanOut(Schema):
     gap = fields.Float(allow_none=True, metadata={
         "description": "(objective - bound) / objective"})
     reservations = fields.List(fields.Integer())
+    hold_expires_at = UtcDateTime(allow_none=True, metadata={
+        "description": "the hold runs out then unless the plan is dispatched: the plan is then "
+                       "`lapsed` (POST /allocations/{id}/hold holds it again)"})
+    drill = fields.Boolean()
     failure = fields.String(allow_none=True)
     created_at = UtcDateTime()
     updated_at = UtcDateTime()

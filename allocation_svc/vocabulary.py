@@ -9,7 +9,7 @@ LEVELS = ("I", "II", "III", "IV")
 PREFECTURE_LEVELS = ("I", "II")
 
 INCIDENT_TYPES = ("flood", "rainstorm", "landslide", "geological", "hail", "snow_ice",
-                  "forest_fire", "fire", "earthquake", "other")
+                  "forest_fire", "fire", "earthquake", "production_safety", "other")
 INCIDENT_OPEN, INCIDENT_CLOSED = "open", "closed"
 INCIDENT_STATUSES = (INCIDENT_OPEN, INCIDENT_CLOSED)
 

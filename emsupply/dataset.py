@@ -1,12 +1,14 @@
 """The Qiandongnan data set, generated from a seed: the four-level depot network, the road graph
 that joins it, the relief items, their stock and min/target norms. The same generator builds a
 national-scale network for benchmarks. Only numpy and scipy (no Flask, no database), so that
-tests, benchmarks and `emsupply seed` share one source; one seed, byte-identical output."""
+tests, benchmarks and `emsupply seed` share one source; one seed, byte-identical output within
+a year (the lots' expiry dates count from the next 1st of January: `reference_date`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import date
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -22,8 +24,6 @@ LEVELS = ("prefecture", "county", "township", "village")
 STATUSES = ("active", "under_construction", "planned", "closed")
 _ACTIVE, _BUILDING, _PLANNED, _CLOSED = range(4)  # indexes into STATUSES
 
-# Stock expiry is relative to this date, never today's, so that output does not drift.
-REFERENCE_DATE = "2026-06-01"
 # Qiandongnan: bounding box (west, south, east, north) and area.
 QDN_BOX = (107.3, 25.3, 109.6, 27.5)
 QDN_AREA_KM2 = 30_300.0
@@ -556,6 +556,13 @@ def _cut(rng: np.random.Generator, a: np.ndarray, b: np.ndarray, cls: np.ndarray
             np.round(_fold(jlat, box[1], box[3]), 6))
 
 
+def reference_date(today: date | None = None) -> str:
+    """What the data set's expiry dates count from: the 1st of January after today. Expired
+    stock is no relief (it is never planned or issued), so the seed's lots must lie ahead; the
+    data set changes once a year, not with every run."""
+    return f"{(today or date.today()).year + 1}-01-01"
+
+
 def _stock(rng: np.random.Generator, codes: list[str], level: np.ndarray, status: np.ndarray,
            parent: np.ndarray) -> tuple[list[dict], list[dict]]:
     """Stock and min/target norms of the active depots: the prefecture holds every item in bulk,
@@ -611,14 +618,14 @@ def _stock(rng: np.random.Generator, codes: list[str], level: np.ndarray, status
     share = weight / np.add.reduceat(weight, head).repeat(lots)
     lot_qty = 1 + np.floor((quantity[line] - count) * share).astype(np.int64)
     lot_qty[k == count - 1] += quantity[held] - np.add.reduceat(lot_qty, head)
-    # Expiry dates rise lot by lot after REFERENCE_DATE, over about the item's shelf life.
+    # Expiry dates rise lot by lot after reference_date(), over about the item's shelf life.
     days = np.where(k == 0, rng.uniform(0.05, 0.5, len(line)), rng.uniform(0.1, 0.33, len(line)))
     days = np.round(days * shelf.repeat(lots)).astype(np.int64) + 1
     cum = np.cumsum(days)
     offset = cum - cum[start] + days[start]
     # One string per distinct date, shared by every row that has it (millions at national scale).
     dates, which = np.unique(offset, return_inverse=True)
-    iso = (np.datetime64(REFERENCE_DATE) + dates).astype(str).tolist()
+    iso = (np.datetime64(reference_date()) + dates).astype(str).tolist()
     lot_names = [f"L{day.replace('-', '')}" for day in iso]
     perishable = (shelf.repeat(lots) > 0).tolist()
     stock = [{"warehouse": wh[r], "item": skus[i], "quantity": qty,

@@ -188,7 +188,8 @@ class Storm:
                                  "three townships")),
             (self.plan, _("Plan from population norms (the backbone: townships on the spot, "
                           "their county depot, then the prefecture)")),
-            (self.landslide, _("A landslide closes a road the plan uses")),
+            (self.landslide, _("A landslide closes a road the plan uses; the incident "
+                               "escalates")),
             (self.replan, _("Re-plan: shipments over the closed road rerouted, or re-sourced")),
             (self.dispatch, _("Dispatch: the held stock leaves the depots")),
             (self.deliveries, _("Deliveries: every shipment arrives")),
@@ -283,6 +284,13 @@ class Storm:
                              [[edge_id, ROADS.get(edge["road_class"], edge["road_class"]),
                                f"{edge['from']} - {edge['to']}", edge["length_km"], load[0],
                                load[1], answer["graph_version"]]]))
+        escalated = self.client.call("PATCH", f"/api/v1/incidents/{state['incident']}",
+                                     {"level": "III"})
+        last = escalated["history"][-1]
+        self.echo(_("  the incident escalates: level %(before)s -> %(after)s (%(actor)s, on "
+                    "record with %(entries)s amendments)", before=last["changes"]["level"]["from"],
+                    after=last["changes"]["level"]["to"], actor=last["actor"],
+                    entries=len(escalated["history"])))
 
     def replan(self, state: dict) -> None:
         before = {s["id"]: s for s in self.client.call(

@@ -122,7 +122,7 @@ def _chores(services: dict[str, Settings], dbs: dict[str, Database]) -> dict[str
     if "allocation" in dbs:
         from allocation_svc.inventory import HttpInventory
         from allocation_svc.models import idempotency as allocation_idempotency
-        from allocation_svc.plans import reconcile
+        from allocation_svc.plans import lapse_due, reconcile
         from shared.client import ServiceClient
 
         settings = services["allocation"]
@@ -133,6 +133,7 @@ def _chores(services: dict[str, Settings], dbs: dict[str, Database]) -> dict[str
                                             settings.reservation_ttl_s)
         chores["forget-allocation-answers"] = partial(forget_old_answers, dbs["allocation"],
                                                       allocation_idempotency)
+        chores["lapse-plans"] = partial(lapse_due, dbs["allocation"])
     return chores
 
 

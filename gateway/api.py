@@ -10,6 +10,7 @@ from flask.views import MethodView
 from gateway import events, webhooks
 from gateway.permissions import require
 from gateway.schemas import (
+    AuditQuery,
     DeliveryPage,
     EventPage,
     EventQuery,
@@ -48,6 +49,20 @@ class Events(MethodView):
         with context().db.reading() as session:
             rows = events.list_events(session, after, query.get("type"), query["limit"])
             return page(rows, query["limit"])
+
+
+@events_blp.route("/audit")
+class Audit(MethodView):
+    @events_blp.arguments(AuditQuery, location="query")
+    @events_blp.response(200, EventPage)
+    def get(self, query):
+        """Who changed what: the events about one entity (`plan:12`, `warehouse:KL`,
+        `edge:e48`, `actor:NAME` ...), oldest first, each with its actor"""
+        require(current_identity(), "events.read")
+        after = max(query.get("after", 0), query["cursor"])
+        with context().db.reading() as session:
+            return page(events.audit(session, query["entity"], after, query["limit"]),
+                        query["limit"])
 
 
 @webhooks_blp.route("/webhooks")

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from gateway import metrics
-from gateway.models import Event
+from gateway.models import Event, EventEntity
 from shared.sql import insert_for, locks_rows
 
 
@@ -28,11 +28,46 @@ def ingest(session: Session, source: str, events: list[dict[str, Any]]) -> dict[
             source=source, source_id=event["id"], type=event["type"], at=event["at"],
             data=event["data"], received_at=now).on_conflict_do_nothing(
             index_elements=["source", "source_id"]).returning(Event.id)
-        stored += len(session.execute(statement).all())
+        new = session.execute(statement).scalars().all()
+        stored += len(new)
+        about = entities(event["type"], event["data"])
+        if new and about:
+            session.execute(insert_for(session, EventEntity.__table__),
+                            [{"entity": entity, "event_id": new[0]} for entity in sorted(about)])
     if stored:
         metrics.EVENTS_INGESTED.labels(source).inc(stored)
     last = session.scalar(select(func.max(Event.source_id)).where(Event.source == source))
     return {"received": len(events), "stored": stored, "last": last or 0}
+
+
+def entities(type_: str, data: dict[str, Any]) -> set[str]:
+    """What an event is about, as `kind:id` names (see `GET /audit`)."""
+    family = type_.split(".", 1)[0]
+    about: set[str] = set()
+    if family == "stock":
+        about |= {f"warehouse:{data.get('warehouse')}", f"item:{data.get('item')}"}
+    elif family == "incident":
+        about.add(f"incident:{data.get('id')}")
+    elif family == "allocation":
+        about |= {f"plan:{data.get('id')}", f"incident:{data.get('incident')}"}
+    elif family == "transfer":
+        about |= {f"transfer:{data.get('id')}", f"warehouse:{data.get('source')}",
+                  f"warehouse:{data.get('destination')}"}
+    elif family == "catalog":
+        kind = "item" if data.get("entity") == "item" else "warehouse"
+        about.add(f"{kind}:{data.get('code')}")
+    elif family == "road":
+        about |= {f"edge:{e.get('edge')}" for e in data.get("events") or []} or {"roads:network"}
+    if data.get("actor"):
+        about.add(f"actor:{data['actor']}")
+    return {name[:120] for name in about if not name.endswith(":None")}
+
+
+def audit(session: Session, entity: str, after: int, limit: int) -> list[Event]:
+    """The events about `entity`, oldest first: who changed what, and when."""
+    return list(session.scalars(
+        select(Event).join(EventEntity, EventEntity.event_id == Event.id)
+        .where(EventEntity.entity == entity, Event.id > after).order_by(Event.id).limit(limit)))
 
 
 def list_events(session: Session, after: int, types: list[str] | None,

@@ -66,6 +66,16 @@ class Event(Base):
         return f"{self.source}:{self.source_id}"
 
 
+class EventEntity(Base):
+    """What an event is about (`plan:12`, `warehouse:KL`, `edge:e48` ...), one row each, so that
+    `GET /audit?entity=` reads one entity's story by index, not the whole log."""
+
+    __tablename__ = "event_entities"
+    entity: Mapped[str] = mapped_column(String(120), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("events.id"), primary_key=True,
+                                          autoincrement=False)
+
+
 class Webhook(Base):
     """A subscription: where to POST which events, signed with its secret, in order.
 

@@ -10,9 +10,10 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from inventory_svc.models import Item, Warehouse
+from inventory_svc.models import Item, Warehouse, outbox
 from inventory_svc.permissions import require
 from inventory_svc.vocabulary import ACTIVE, PARENT_LEVEL, PREFECTURE
+from shared import events
 from shared.auth import Identity
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.i18n import _
@@ -123,10 +124,12 @@ def create_warehouse(session: Session, identity: Identity, data: dict[str, Any])
 
 def update_warehouse(session: Session, identity: Identity, code: str,
                      data: dict[str, Any]) -> Warehouse:
+    """Change a warehouse; what changed (from, to) is published as `catalog.changed`."""
     require(identity, "warehouses.write")
     warehouse = get_warehouse(session, code)
-    if "parent" in data and (data["parent"] or None) != (
-            warehouse.parent.code if warehouse.parent else None):
+    changes: dict[str, dict[str, Any]] = {}
+    before = warehouse.parent.code if warehouse.parent else None
+    if "parent" in data and (data["parent"] or None) != before:
         parent = _parent_for(session, warehouse.level, data["parent"])
         old_path = warehouse.path
         new_path = parent.path + warehouse.code + "/"
@@ -136,11 +139,17 @@ def update_warehouse(session: Session, identity: Identity, code: str,
                         .execution_options(synchronize_session=False))
         session.expire(warehouse, ["path"])  # rewritten by the statement above
         warehouse.parent = parent  # the relationship, not parent_id: it is what is answered
+        changes["parent"] = {"from": before, "to": parent.code}
     for key in ("name", "name_zh", "status", "lon", "lat", "road_node"):
-        if key in data:
+        if key in data and data[key] != getattr(warehouse, key):
+            changes[key] = {"from": getattr(warehouse, key), "to": data[key]}
             setattr(warehouse, key, data[key])
     warehouse.updated_at = datetime.now(UTC)
     session.flush()
+    if changes:
+        events.record(session, outbox, "catalog.changed", {
+            "entity": "warehouse", "code": warehouse.code, "action": "updated",
+            "changes": changes})
     return warehouse
 
 

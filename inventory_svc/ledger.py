@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, select, update
+from sqlalchemy import Date, bindparam, case, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from inventory_svc import catalog
+from inventory_svc import catalog, shelf
 from inventory_svc.expiry import expire_due
 from inventory_svc.models import Item, Lot, Movement, Stock, Warehouse, outbox
 from inventory_svc.permissions import require
@@ -40,6 +40,9 @@ QUANTITY_RULE = (
     "balance: + in, - out.")
 STOCK, LOTS, MOVEMENTS = Stock.__table__, Lot.__table__, Movement.__table__
 BALANCE = (STOCK.c.id, STOCK.c.on_hand, STOCK.c.reserved, STOCK.c.min, STOCK.c.target)
+
+
+WRITE_OFF_REASON = "expired"  # the reason of every write-off line, for the stock card's reader
 
 
 class InsufficientStock(Conflict):
@@ -123,18 +126,33 @@ def lock_balances_by_code(session: Session, pairs: Iterable[tuple[str, str]],
 
 # The statements of the hot path, built once and bound on each call.
 _W, _I, _Q = bindparam("w"), bindparam("i"), bindparam("q")
-_TAKE = {  # from_reserved -> the guarded update that takes stock out
-    False: update(STOCK).where(STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I,
-                               STOCK.c.on_hand - STOCK.c.reserved >= _Q)
+_TODAY = bindparam("today", type_=Date)
+_TAKE = {  # what the stock leaves from -> the guarded update that takes it out
+    # An adjustment: any stock no hold needs, expired lots too (it corrects the count).
+    "unheld": update(STOCK).where(STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I,
+                                  STOCK.c.on_hand - STOCK.c.reserved >= _Q)
     .values(on_hand=STOCK.c.on_hand - _Q).returning(*BALANCE),
-    True: update(STOCK).where(STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I,
-                              STOCK.c.reserved >= _Q)
+    # An issue or a transfer: stock neither held nor past its date.
+    "usable": update(STOCK).where(
+        STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I,
+        STOCK.c.on_hand - STOCK.c.reserved - shelf.expired_in_balance(_TODAY) >= _Q)
+    .values(on_hand=STOCK.c.on_hand - _Q).returning(*BALANCE),
+    # A hold committed: what it holds (its lots are checked for their date below).
+    "held": update(STOCK).where(STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I,
+                                STOCK.c.reserved >= _Q)
     .values(on_hand=STOCK.c.on_hand - _Q, reserved=STOCK.c.reserved - _Q).returning(*BALANCE),
 }
-_AVAILABLE = select(STOCK.c.on_hand - STOCK.c.reserved).where(STOCK.c.warehouse_id == _W,
-                                                              STOCK.c.item_id == _I)
+_BALANCE_NOW = select(*BALANCE).where(STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I)
+_EXPIRED_NOW = (select(LOTS.c.id, LOTS.c.lot, LOTS.c.expires_on, LOTS.c.on_hand)
+                .where(LOTS.c.stock_id == bindparam("stock"), LOTS.c.on_hand > 0,
+                       LOTS.c.expires_on < _TODAY)
+                .order_by(LOTS.c.expires_on, LOTS.c.id))
+# Lots dated before `fresh_from` are left where they are: an issue passes today, so that
+# expired lots never leave as relief; an adjustment passes date.min, and takes any lot.
 _FEFO = (select(LOTS.c.id, LOTS.c.lot, LOTS.c.expires_on, LOTS.c.on_hand)
-         .where(LOTS.c.stock_id == bindparam("stock"), LOTS.c.on_hand > 0)
+         .where(LOTS.c.stock_id == bindparam("stock"), LOTS.c.on_hand > 0,
+                or_(LOTS.c.expires_on.is_(None),
+                    LOTS.c.expires_on >= bindparam("fresh_from", type_=Date)))
          .order_by(case((LOTS.c.expires_on.is_(None), 1), else_=0), LOTS.c.expires_on,
                    LOTS.c.id))
 _FEFO_OF_LOT = _FEFO.where(LOTS.c.lot == bindparam("lot_name"))
@@ -272,25 +290,36 @@ def remove_stock(session: Session, warehouse: Warehouse, item: Item, quantity: i
     """Take `quantity` out, earliest expiry first (or from one named lot).
 
     `from_reserved` takes stock that a reservation holds; otherwise only what is available.
+    Stock that leaves as relief (anything but an adjustment) leaves only from lots within
+    their date; what only expired lots could give is refused, naming how much is expired.
     """
     conn = session.connection()
     balance = {"w": warehouse.id, "i": item.id}
-    row = conn.execute(_TAKE[from_reserved], {**balance, "q": quantity}).first()
+    day = shelf.today()
+    fresh_from = date.min if kind == ADJUSTMENT else day
+    take = "held" if from_reserved else "unheld" if kind == ADJUSTMENT else "usable"
+    row = conn.execute(_TAKE[take], {**balance, "q": quantity, "today": day}).first()
     if row is None:
-        available = conn.execute(_AVAILABLE, balance).scalar() or 0
+        raise _refusal(conn, warehouse, item, quantity, kind != ADJUSTMENT)
+    parts = _take_from_lots(conn, row.id, quantity, lot, row.on_hand, fresh_from)
+    if parts is None and from_reserved and lot is None:  # held stock expired since the hold
+        expired = sum(each.on_hand for each in _expired_lots(conn, row.id))
         raise InsufficientStock(
-            _("%(warehouse)s has %(available)s %(unit)s of %(item)s available, %(asked)s asked",
-              warehouse=warehouse.code, available=available, unit=item.unit, item=item.sku,
-              asked=quantity), extra={"available": available, "requested": quantity,
-                                        "warehouse": warehouse.code, "item": item.sku})
-    parts = _take_from_lots(conn, row.id, quantity, lot, row.on_hand)
+            _("%(asked)s %(unit)s of %(item)s are held at %(warehouse)s, but %(expired)s "
+              "%(unit)s of its stock are past their expiry date", asked=quantity,
+              unit=item.unit, item=item.sku, warehouse=warehouse.code, expired=expired),
+            extra={"requested": quantity, "warehouse": warehouse.code, "item": item.sku,
+                   "expired": expired})
+    if parts is None and lot is None:  # lots expired since the balance was read
+        raise _refusal(conn, warehouse, item, quantity, True)
     if parts is None:
         raise InsufficientStock(_("lot %(lot)r of %(item)s at %(warehouse)s holds less than "
                                   "the %(asked)s asked", lot=lot, item=item.sku,
                                   warehouse=warehouse.code, asked=quantity),
                                 extra={"requested": quantity, "warehouse": warehouse.code,
                                        "item": item.sku, "lot": lot,
-                                       "available": _lot_available(conn, row.id, lot)})
+                                       "available": _lot_available(conn, row.id, lot,
+                                                                   fresh_from)})
     lines = _write_lines(conn, warehouse, item, kind, parts, actor, reason, reference)
     posted = Posted(warehouse, item, kind, -quantity, lines, row.on_hand, row.reserved, row.min,
                     row.target)
@@ -298,18 +327,49 @@ def remove_stock(session: Session, warehouse: Warehouse, item: Item, quantity: i
     return posted
 
 
+def _refusal(conn: Connection, warehouse: Warehouse, item: Item, asked: int,
+             usable_only: bool) -> InsufficientStock:
+    """The 409 of stock that cannot leave: what is available, and how much more is on the
+    shelf but past its date when that is what stands in the way."""
+    row = conn.execute(_BALANCE_NOW, {"w": warehouse.id, "i": item.id}).first()
+    expired = 0
+    if row is not None and usable_only:
+        expired = sum(each.on_hand for each in _expired_lots(conn, row.id))
+    available = shelf.usable(row.on_hand, row.reserved, expired) if row is not None else 0
+    extra = {"available": available, "requested": asked, "warehouse": warehouse.code,
+             "item": item.sku}
+    if expired and available < asked:
+        return InsufficientStock(
+            _("%(warehouse)s has %(available)s %(unit)s of %(item)s available, %(asked)s "
+              "asked; %(expired)s %(unit)s more are past their expiry date",
+              warehouse=warehouse.code, available=available, unit=item.unit, item=item.sku,
+              asked=asked, expired=expired), extra={**extra, "expired": expired})
+    return InsufficientStock(
+        _("%(warehouse)s has %(available)s %(unit)s of %(item)s available, %(asked)s asked",
+          warehouse=warehouse.code, available=available, unit=item.unit, item=item.sku,
+          asked=asked), extra=extra)
+
+
+def _expired_lots(conn: Connection, stock_id: int) -> list:
+    """The lots of a balance past their date, with stock in them, earliest first."""
+    return conn.execute(_EXPIRED_NOW, {"stock": stock_id, "today": shelf.today()}).all()
+
+
 def _take_from_lots(conn: Connection, stock_id: int, quantity: int, lot: str | None,
-                    on_hand: int) -> list[tuple[int, int, str, date | None]] | None:
-    """Take `quantity` from the lots of a (locked) balance, earliest expiry first; the parts
-    taken as (quantity, balance after, lot, expiry), or None when the lots hold too little."""
+                    on_hand: int,
+                    fresh_from: date) -> list[tuple[int, int, str, date | None]] | None:
+    """Take `quantity` from the lots of a (locked) balance dated `fresh_from` or later,
+    earliest expiry first; the parts taken as (quantity, balance after, lot, expiry), or None
+    when those lots hold too little."""
     named = lot is not None
     first = conn.execute(_TAKE_FIRST[named], {"stock": stock_id, "lot_name": lot,
-                                              "q": quantity}).first()
+                                              "q": quantity, "fresh_from": fresh_from}).first()
     if first is not None:  # the usual case: the first lot in line holds enough
         return [(-quantity, on_hand, first.lot, first.expires_on)]
     lots = _LOTS_OUT[named, conn.dialect.name == "postgresql"]
     parts, taken, remaining, after = [], [], quantity, on_hand + quantity
-    for each in conn.execute(lots, {"stock": stock_id, "lot_name": lot}):
+    for each in conn.execute(lots, {"stock": stock_id, "lot_name": lot,
+                                    "fresh_from": fresh_from}):
         take = min(each.on_hand, remaining)
         after -= take
         remaining -= take
@@ -323,9 +383,47 @@ def _take_from_lots(conn: Connection, stock_id: int, quantity: int, lot: str | N
     return parts
 
 
-def _lot_available(conn: Connection, stock_id: int, lot: str | None) -> int:
+def _lot_available(conn: Connection, stock_id: int, lot: str | None, fresh_from: date) -> int:
     lots = _LOTS_OUT[lot is not None, False]
-    return sum(each.on_hand for each in conn.execute(lots, {"stock": stock_id, "lot_name": lot}))
+    return sum(each.on_hand for each in conn.execute(lots, {"stock": stock_id, "lot_name": lot,
+                                                            "fresh_from": fresh_from}))
+
+
+def write_off(session: Session, identity: Identity, data: dict[str, Any]) -> Posted:
+    """Take every expired lot of a balance (or the named lot's expired part) off the shelf:
+    one adjustment line a lot, reason "expired". What is still within its date is left alone,
+    and nothing expired is nothing to do (answered with no lines). Stock a hold still needs is
+    not written off: the hold is released (or committed) first."""
+    warehouse, item = catalog.get_warehouse_and_item(session, data["warehouse"], data["item"])
+    require(identity, "stock.write_off", warehouse)
+    expire_due(session)
+    stock_id = lock_balances(session, [(warehouse, item)])[warehouse.id, item.id]
+    conn = session.connection()
+    lots = [each for each in _expired_lots(conn, stock_id)
+            if data.get("lot") is None or each.lot == data["lot"]]
+    total = sum(each.on_hand for each in lots)
+    if not total:
+        row = conn.execute(_BALANCE_NOW, {"w": warehouse.id, "i": item.id}).one()
+        return Posted(warehouse, item, ADJUSTMENT, 0, [], row.on_hand, row.reserved, row.min,
+                      row.target)
+    row = conn.execute(_TAKE["unheld"], {"w": warehouse.id, "i": item.id, "q": total}).first()
+    if row is None:
+        held = conn.execute(_BALANCE_NOW, {"w": warehouse.id, "i": item.id}).one().reserved
+        raise Conflict(_("%(held)s %(unit)s of %(item)s at %(warehouse)s are held for plans: "
+                         "release them before writing off the %(expired)s expired",
+                         held=held, unit=item.unit, item=item.sku, warehouse=warehouse.code,
+                         expired=total), extra={"reserved": held, "expired": total})
+    conn.execute(_LOT_TAKE, [{"lot_id": each.id, "take": each.on_hand} for each in lots])
+    parts, after = [], row.on_hand + total
+    for each in lots:
+        after -= each.on_hand
+        parts.append((-each.on_hand, after, each.lot, each.expires_on))
+    lines = _write_lines(conn, warehouse, item, ADJUSTMENT, parts, identity.actor,
+                         WRITE_OFF_REASON, data.get("reference"))
+    posted = Posted(warehouse, item, ADJUSTMENT, -total, lines, row.on_hand, row.reserved,
+                    row.min, row.target)
+    _changed(conn, posted, row.on_hand + total)
+    return posted
 
 
 def _changed(conn: Connection, posted: Posted, before: int) -> None:

@@ -104,7 +104,8 @@ class Lot(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     stock_id: Mapped[int] = mapped_column(ForeignKey("stock.id"), index=True)
     lot: Mapped[str] = mapped_column(String(64), default="")
-    expires_on: Mapped[date | None] = mapped_column(Date)
+    # Indexed: what is expired, or expires soon, is found without reading every lot.
+    expires_on: Mapped[date | None] = mapped_column(Date, index=True)
     on_hand: Mapped[int] = mapped_column(BigInteger, default=0)
 
 

@@ -2,12 +2,16 @@
 auth-matrix test. Reads are open to every signed caller and are not listed.
 
 A keeper is the one role bound to a place: it acts only on the warehouses of the subtrees named
-on its token, so an action on a warehouse names that warehouse and the scope is checked too.
+on its token, so an action on a warehouse names that warehouse and the scope is checked too. A
+keeper also reads the lots of its shelves (what expires when) in its scope only: its rotation
+list is its own, not the prefecture's.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+from sqlalchemy import ColumnElement, false, or_
 
 from shared.auth import Identity
 from shared.errors import Forbidden
@@ -18,6 +22,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "levels.write": ("admin", "commander"),
     "stock.move": ("admin", "keeper"),
     "stocktake": ("admin", "keeper"),
+    "stock.write_off": ("admin", "keeper"),
     "transfers.create": ("admin", "commander", "service", "keeper"),
     "transfers.receive": ("admin", "keeper"),
     "reservations.create": ("admin", "service", "integration"),
@@ -44,7 +49,21 @@ def require(identity: Identity, action: str, warehouse: Placed | None = None) ->
     if identity.role not in roles:
         raise Forbidden(f"role {identity.role!r} may not do {action} "
                         f"(allowed: {', '.join(roles)})")
+    require_sight(identity, warehouse)
+
+
+def require_sight(identity: Identity, warehouse: Placed | None) -> None:
+    """Forbidden for a keeper unless `warehouse` is inside its scope (no warehouse: refused)."""
     if identity.role in SCOPED_ROLES and not (warehouse is not None and any(
             f"/{code}/" in warehouse.path for code in identity.scope)):
         where = f"warehouse {warehouse.code}" if warehouse is not None else "this"
         raise Forbidden(f"{where} is outside this keeper's scope")
+
+
+def scope_filter(identity: Identity, path: ColumnElement[str]) -> ColumnElement[bool] | None:
+    """The condition on a warehouse `path` column that keeps a read in a keeper's scope, or
+    None for a role that sees everywhere."""
+    if identity.role not in SCOPED_ROLES:
+        return None
+    return or_(false(), *(path.contains(f"/{code}/", autoescape=True)
+                          for code in identity.scope))

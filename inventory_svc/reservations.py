@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from inventory_svc import ledger
+from inventory_svc import ledger, shelf
 from inventory_svc.expiry import expire, expire_due, free, is_overdue
 from inventory_svc.models import Item, Reservation, ReservationLine, Stock, Warehouse
 from inventory_svc.permissions import require
@@ -36,20 +36,26 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
     rows = sorted((ids[code, sku], code, sku, quantity)
                   for (code, sku), quantity in wanted.items())
     # Every line in one guarded UPDATE (the rows are locked already): a line is held only where
-    # its balance has the quantity available; the lines it does not return are the shortfalls.
+    # its balance has the quantity available, expired lots left out; the lines it does not
+    # return are the shortfalls.
     asked = case({stock_id: quantity for stock_id, _c, _s, quantity in rows}, value=Stock.id)
+    day = shelf.today()
     held = set(session.scalars(
         update(Stock).where(Stock.id.in_([row[0] for row in rows]),
-                            Stock.on_hand - Stock.reserved >= asked)
+                            Stock.on_hand - Stock.reserved - shelf.expired_in_balance(day)
+                            >= asked)
         .values(reserved=Stock.reserved + asked).returning(Stock.id)
         .execution_options(synchronize_session=False)))
     shortfalls = []
     for stock_id, code, sku, quantity in rows:
         if stock_id not in held:
-            available = session.scalar(select(Stock.on_hand - Stock.reserved)
-                                       .where(Stock.id == stock_id))
+            on_hand, reserved, expired = session.execute(
+                select(Stock.on_hand, Stock.reserved, shelf.expired_in_balance(day))
+                .where(Stock.id == stock_id)).one()
+            available = shelf.usable(on_hand, reserved, expired)
             shortfalls.append({"warehouse": code, "item": sku, "requested": quantity,
-                               "available": available, "short": quantity - available})
+                               "available": available, "short": quantity - available,
+                               **({"expired": expired} if expired else {})})
     if shortfalls:
         raise Shortfall(f"{len(shortfalls)} line(s) cannot be held: " + "; ".join(
             f"{s['warehouse']} {s['item']} short {s['short']}" for s in shortfalls),

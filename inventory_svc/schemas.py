@@ -178,6 +178,39 @@ class SummaryOut(Schema):
     rows = fields.List(fields.Nested(SummaryRow))
 
 
+class WriteOffIn(StrictSchema):
+    warehouse = fields.String(required=True, validate=CODE)
+    item = fields.String(required=True, validate=CODE)
+    lot = Text(64, metadata={"description": "only this lot's expired part; none: every "
+                                            "expired lot of the balance"})
+    reference = Text(200)
+
+
+class LotQuery(PageQuery):
+    warehouse = fields.String(required=True, validate=CODE)
+    item = fields.String(required=True, validate=CODE)
+
+
+class ExpiringQuery(PageQuery):
+    within_days = fields.Integer(required=True, strict=False, validate=validate.Range(0, 3650),
+                                 metadata={"description": "lots expiring up to this many days "
+                                                          "from today, and those expired"})
+    warehouse = fields.String(validate=CODE, metadata={"description": "this warehouse and "
+                                                                      "its subtree"})
+
+
+class LotOut(Schema):
+    warehouse = fields.String()
+    item = fields.String()
+    lot = fields.String(metadata={"description": "\"\" for stock received without a lot name"})
+    expires_on = fields.Date(allow_none=True)
+    on_hand = fields.Integer()
+    days_left = fields.Integer(allow_none=True, metadata={
+        "description": "days from today (Asia/Shanghai) to the expiry date; below 0 expired"})
+    expired = fields.Boolean(metadata={"description": "past its date: not available, not "
+                                                      "issued; to be written off"})
+
+
 class LevelIn(StrictSchema):
     item = fields.String(required=True, validate=CODE)
     min = Quantity(required=True, min=0)
@@ -322,4 +355,5 @@ WarehousePage = page_schema(WarehouseOut)
 ItemPage = page_schema(ItemOut)
 LedgerPage = page_schema(LedgerLineOut)
 StockPage = page_schema(BalanceFields)
+LotPage = page_schema(LotOut)
 TransferPage = page_schema(TransferOut)

@@ -5,21 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from inventory_svc import catalog, ledger
+from inventory_svc import catalog, ledger, shelf
 from inventory_svc.expiry import expire_due, live_reserved
-from inventory_svc.models import Item, Stock, Warehouse
+from inventory_svc.models import Item, Stock, Warehouse, outbox
 from inventory_svc.permissions import require
 from inventory_svc.vocabulary import ADJUSTMENT
+from shared import events
 from shared.auth import Identity
 from shared.errors import InvalidInput
 
 
 @dataclass(frozen=True)
 class Balance:
-    """A balance as a read answers it: holds past their time no longer count in `reserved`."""
+    """A balance as a read answers it: holds past their time no longer count in `reserved`,
+    and stock past its date, still on hand until written off, is not `available`."""
 
     id: int
     warehouse: Warehouse
@@ -28,17 +30,20 @@ class Balance:
     reserved: int
     min: int
     target: int
+    expired: int
 
     @property
     def available(self) -> int:
-        return self.on_hand - self.reserved
+        return shelf.usable(self.on_hand, self.reserved, self.expired)
 
 
 def list_stock(session: Session, warehouse: str | None, item: str | None, subtree: bool,
                below_min: bool, limit: int, after: int) -> list[Balance]:
     overdue, reserved = live_reserved()
-    query = (select(Stock, reserved).join(Stock.warehouse)
+    past, expired = shelf.expired_stock()
+    query = (select(Stock, reserved, expired).join(Stock.warehouse)
              .outerjoin(overdue, overdue.c.stock_id == Stock.id)
+             .outerjoin(past, past.c.stock_id == Stock.id)
              .where(Stock.id > after).order_by(Stock.id).limit(limit))
     if warehouse:
         root = catalog.get_warehouse(session, warehouse, "warehouse")
@@ -49,7 +54,7 @@ def list_stock(session: Session, warehouse: str | None, item: str | None, subtre
     if below_min:
         query = query.where(Stock.on_hand < Stock.min)
     return [Balance(stock.id, stock.warehouse, stock.item, stock.on_hand, live, stock.min,
-                    stock.target) for stock, live in session.execute(query)]
+                    stock.target, gone) for stock, live, gone in session.execute(query)]
 
 
 def summary(session: Session, item: str | None, by: str) -> list[dict[str, Any]]:
@@ -62,16 +67,21 @@ def summary(session: Session, item: str | None, by: str) -> list[dict[str, Any]]
     else:
         group = Warehouse.level
     overdue, reserved = live_reserved()
+    past, expired = shelf.expired_stock()
+    # Each balance's available as a list row shows it, summed (not the sums subtracted).
+    left = Stock.on_hand - reserved - expired
+    available = case((left > 0, left), else_=0)
     query = (select(group.label("group"), Item.sku, func.sum(Stock.on_hand), func.sum(reserved),
-                    func.sum(Stock.min), func.count())
+                    func.sum(available), func.sum(Stock.min), func.count())
              .select_from(Stock).join(Stock.warehouse).join(Stock.item)
              .outerjoin(overdue, overdue.c.stock_id == Stock.id)
+             .outerjoin(past, past.c.stock_id == Stock.id)
              .group_by(group, Item.sku).order_by(group, Item.sku))
     if item:
         query = query.where(Item.sku == catalog.get_item(session, item, "item").sku)
     return [{"group": g, "item": sku, "on_hand": int(on_hand), "reserved": int(reserved),
-             "available": int(on_hand - reserved), "min": int(minimum), "warehouses": n}
-            for g, sku, on_hand, reserved, minimum, n in session.execute(query)]
+             "available": int(free), "min": int(minimum), "warehouses": n}
+            for g, sku, on_hand, reserved, free, minimum, n in session.execute(query)]
 
 
 def _segment(path, index: int, postgres: bool):
@@ -97,12 +107,19 @@ def set_levels(session: Session, identity: Identity, code: str,
                                                           ["must be at least min"]})
         items.append(catalog.get_item(session, level["item"], f"levels.{index}.item"))
     ids = ledger.lock_balances(session, [(warehouse, item) for item in items])
-    rows = []
+    rows, changes = [], {}
     for item, level in zip(items, data["levels"], strict=True):
         stock = session.get(Stock, ids[warehouse.id, item.id], populate_existing=True)
+        if (stock.min, stock.target) != (level["min"], level["target"]):
+            changes[item.sku] = {"from": [stock.min, stock.target],
+                                 "to": [level["min"], level["target"]]}
         stock.min, stock.target = level["min"], level["target"]
         rows.append(stock)
     session.flush()
+    if changes:
+        events.record(session, outbox, "catalog.changed", {
+            "entity": "levels", "code": warehouse.code, "action": "updated",
+            "changes": changes})
     return {"levels": rows}
 
 

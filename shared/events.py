@@ -1,4 +1,6 @@
-"""Recording domain events in the outbox, inside the caller's transaction."""
+"""Recording domain events in the outbox, inside the caller's transaction. Every event says who
+caused it (`actor`: the signed identity of the request, `system` for the background worker), so
+that the gateway's log answers who changed what (`GET /audit`)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,26 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 EVENT_TYPES = (
-    "stock.changed", "stock.below_min", "incident.declared", "allocation.planned",
-    "allocation.dispatched", "allocation.cancelled", "road.changed", "transfer.created",
-    "transfer.received",
+    "stock.changed", "stock.below_min", "catalog.changed", "incident.declared",
+    "incident.updated", "incident.escalated", "allocation.planned", "allocation.dispatched",
+    "allocation.cancelled", "allocation.lapsed", "allocation.affected", "allocation.delivered",
+    "road.changed", "transfer.created", "transfer.received",
 )
 
 
 def record(session: Session, outbox: Table, type_: str, data: dict[str, Any]) -> None:
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type_!r}")
+    data = {**data, "actor": data.get("actor") or _actor()}
     session.execute(insert(outbox).values(type=type_, at=datetime.now(UTC), data=data))
+
+
+def _actor() -> str:
+    """Who is acting: the request's signed identity, or the background worker."""
+    from flask import g, has_request_context
+
+    identity = g.get("identity") if has_request_context() else None
+    return identity.actor if identity is not None else SYSTEM
+
+
+SYSTEM = "system"

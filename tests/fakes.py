@@ -67,6 +67,8 @@ class FakeInventory:
             stock={"warehouse": [r for r, _i, _b in rows], "item": [i for _r, i, _b in rows],
                    "on_hand": [b["on_hand"] for _r, _i, b in rows],
                    "available": [b["on_hand"] - b["reserved"] for _r, _i, b in rows],
+                   "expired": [0 for _row in rows],  # the fake keeps no lots
+                   "in_transit": [self._in_transit(codes[r], i) for r, i, _b in rows],
                    "min": [b["min"] for _r, _i, b in rows],
                    "target": [b["target"] for _r, _i, b in rows]})
 
@@ -144,6 +146,12 @@ class FakeInventory:
     def _balance(self, warehouse: str, item: str) -> dict[str, int]:
         return self.balances.setdefault((warehouse, item), {"on_hand": 0, "reserved": 0,
                                                             "min": 0, "target": 0})
+
+    def _in_transit(self, warehouse: str, item: str) -> int:
+        """What transfers bring to a balance: the fake receives none, so all of it."""
+        return sum(line["quantity"] for transfer in self.sent
+                   if transfer["destination"] == warehouse
+                   for line in transfer["lines"] if line["item"] == item)
 
     def _held(self, reservation_id: int) -> dict[str, Any]:
         hold = self.holds.get(reservation_id)

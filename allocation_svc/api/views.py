@@ -140,6 +140,15 @@ class Cancel(MethodView):
         return allocation().cancel(identity, plan_id)
 
 
+@blp.route("/allocations/<int:plan_id>/hold")
+class HoldAgain(MethodView):
+    @blp.command(PlanOut, 200, transaction=False)
+    def post(self, identity, plan_id):
+        """Hold again the stock of a plan whose hold ran out (`lapsed`): `planned` again, or 409
+        if the stock went elsewhere meanwhile"""
+        return allocation().hold_again(identity, plan_id)
+
+
 @blp.route("/allocations/<int:plan_id>/deliveries")
 class Deliveries(MethodView):
     @blp.arguments(DeliveriesIn)

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from inventory_svc import ledger, stock
+from inventory_svc import ledger, shelf, stock
 from inventory_svc.schemas import (
     BatchOut,
+    ExpiringQuery,
     LedgerPage,
     LevelsIn,
     LevelsOut,
+    LotPage,
+    LotQuery,
     MovementBatchIn,
     MovementIn,
     MovementQuery,
@@ -18,9 +21,10 @@ from inventory_svc.schemas import (
     StocktakeOut,
     SummaryOut,
     SummaryQuery,
+    WriteOffIn,
 )
 from shared.schemas import page
-from shared.web import Blueprint, context
+from shared.web import Blueprint, context, current_identity
 
 blp = Blueprint("stock", __name__, url_prefix="/api/v1",
                 description="Balances, the ledger (stock card), stocktakes and levels")
@@ -49,6 +53,42 @@ class StockSummary(MethodView):
         with context().db.reading() as session:
             return {"by": query["by"], "rows": stock.summary(session, query.get("item"),
                                                              query["by"])}
+
+
+@blp.route("/stock/lots")
+class StockLots(MethodView):
+    @blp.arguments(LotQuery(), location="query")
+    @blp.response(200, LotPage)
+    def get(self, query):
+        """The lots of one balance: expiry date, on hand, and whether expired (a keeper: in
+        its scope)"""
+        with context().db.reading() as session:
+            rows = shelf.lots(session, current_identity(), query["warehouse"], query["item"],
+                              query["limit"], query["cursor"])
+            return page(rows, query["limit"], key=lambda row: row["id"])
+
+
+@blp.route("/stock/expiring")
+class StockExpiring(MethodView):
+    @blp.arguments(ExpiringQuery(), location="query")
+    @blp.response(200, LotPage)
+    def get(self, query):
+        """Lots expiring within N days and those expired, to rotate or write off (a keeper:
+        in its scope)"""
+        with context().db.reading() as session:
+            rows = shelf.expiring(session, current_identity(), query["within_days"],
+                                  query.get("warehouse"), query["limit"], query["cursor"])
+            return page(rows, query["limit"], key=lambda row: row["id"])
+
+
+@blp.route("/stock/write-offs")
+class WriteOffs(MethodView):
+    @blp.arguments(WriteOffIn())
+    @blp.command(PostedOut)
+    def post(self, session, identity, data):
+        """Take a balance's expired lots off the shelf: one adjustment a lot, reason
+        "expired" (409 while holds need that stock)"""
+        return ledger.write_off(session, identity, data)
 
 
 @blp.route("/movements")

@@ -9,13 +9,15 @@ from sqlalchemy import select
 from inventory_svc.models import outbox
 
 
-def events(database, after: int = 0) -> list[tuple[int, str, dict]]:
+def events(database, after: int = 0, catalog: bool = False) -> list[tuple[int, str, dict]]:
+    """The outbox after `after`: stock and transfer events, or the catalogue's."""
     with database.engine.connect() as conn:
         rows = conn.execute(select(outbox.c.id, outbox.c.type, outbox.c.data, outbox.c.at,
                                    outbox.c.published_at)
                             .where(outbox.c.id > after).order_by(outbox.c.id)).all()
     assert all(row.at is not None and row.published_at is None for row in rows)
-    return [(row.id, row.type, row.data) for row in rows]
+    return [(row.id, row.type, row.data) for row in rows
+            if (row.type == "catalog.changed") == catalog]
 
 
 def last_id(database) -> int:
@@ -25,16 +27,19 @@ def last_id(database) -> int:
 
 def test_stock_changes_and_crossing_min(inv, inventory_db):
     build_tree(inv)
-    assert events(inventory_db) == []  # the catalogue is not stock
+    assert events(inventory_db) == []  # the catalogue is not stock, and what is made is not
+    assert events(inventory_db, catalog=True) == []  # a change (it has its own created_at)
     receive(inv, "KL", "TENT", 10)
     [(_, kind, data)] = events(inventory_db)
     assert kind == "stock.changed"
     assert data == {"warehouse": "KL", "item": "TENT", "kind": "receipt", "quantity": 10,
-                    "on_hand": 10, "reserved": 0, "available": 10}
+                    "on_hand": 10, "reserved": 0, "available": 10, "actor": "tester"}
     inv.put("/api/v1/warehouses/KL/levels", {"levels": [{"item": "TENT", "min": 6,
                                                          "target": 20}]})
     mark = last_id(inventory_db)
-    assert mark == 1  # setting levels is not a stock change
+    assert mark == 1  # setting levels is not a stock change, but a change of the catalogue
+    [(_, _, levels)] = events(inventory_db, catalog=True)
+    assert (levels["entity"], levels["code"], levels["actor"]) == ("levels", "KL", "tester")
     for quantity in (3, 2):  # 10 -> 7 -> 5: crosses min (6) on the second issue only
         inv.post("/api/v1/movements", {"warehouse": "KL", "item": "TENT", "kind": "issue",
                                        "quantity": quantity})
@@ -62,7 +67,7 @@ def test_transfers_record_created_and_received(inv, inventory_db):
     created = events(inventory_db, mark)
     assert [kind for _, kind, _ in created] == ["stock.changed", "transfer.created"]
     assert created[-1][2] == {"id": sent["id"], "source": "KL", "destination": "LP",
-                              "status": "in_transit",
+                              "status": "in_transit", "actor": "tester",
                               "lines": [{"item": "QUILT", "quantity": 6, "received": None}]}
     mark = last_id(inventory_db)
     inv.post(f"/api/v1/transfers/{sent['id']}/receive", {"lines": [

@@ -72,22 +72,22 @@ def test_movements_answer_the_balance_and_the_ledger_adds_up(inv):
 
 def test_perishables_leave_first_expiry_first(inv):
     build_tree(inv)
-    receive(inv, "KL", "WATER", 5, lot="B", expires_on="2027-03-01")
-    receive(inv, "KL", "WATER", 5, lot="A", expires_on="2027-01-01")
-    receive(inv, "KL", "WATER", 5, expires_on="2027-06-01")  # unnamed, late
-    receive(inv, "KL", "WATER", 5, expires_on="2026-12-01")  # unnamed, earliest
-    receive(inv, "KL", "WATER", 2, lot="A", expires_on="2027-01-01")  # joins lot A
+    receive(inv, "KL", "WATER", 5, lot="B", expires_on="2099-03-01")
+    receive(inv, "KL", "WATER", 5, lot="A", expires_on="2099-01-01")
+    receive(inv, "KL", "WATER", 5, expires_on="2099-06-01")  # unnamed, late
+    receive(inv, "KL", "WATER", 5, expires_on="2098-12-01")  # unnamed, earliest
+    receive(inv, "KL", "WATER", 2, lot="A", expires_on="2099-01-01")  # joins lot A
     issue = post(inv, warehouse="KL", item="WATER", kind="issue", quantity=9)
     assert issue.status_code == 201, issue.get_json()
     taken = [(line["lot"], line["expires_on"], line["quantity"])
              for line in issue.get_json()["lines"]]
-    assert taken == [("", "2026-12-01", -5), ("A", "2027-01-01", -4)]
+    assert taken == [("", "2098-12-01", -5), ("A", "2099-01-01", -4)]
     assert [line["balance_after"] for line in issue.get_json()["lines"]] == [17, 13]
     named = post(inv, warehouse="KL", item="WATER", kind="issue", quantity=4, lot="B")
     assert [(ln["lot"], ln["quantity"]) for ln in named.get_json()["lines"]] == [("B", -4)]
     rest = post(inv, warehouse="KL", item="WATER", kind="issue", quantity=5)
     assert [(ln["lot"], ln["expires_on"], ln["quantity"]) for ln in rest.get_json()["lines"]
-            ] == [("A", "2027-01-01", -3), ("B", "2027-03-01", -1), ("", "2027-06-01", -1)]
+            ] == [("A", "2099-01-01", -3), ("B", "2099-03-01", -1), ("", "2099-06-01", -1)]
     assert rest.get_json()["on_hand"] == 4
     short = post(inv, warehouse="KL", item="WATER", kind="issue", quantity=1, lot="B")
     assert short.status_code == 409  # lot B is empty though 4 bottles remain

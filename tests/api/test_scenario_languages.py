@@ -35,6 +35,7 @@ def test_the_storm_in_chinese(seeded):
                  "[5/9] 重新规划", "[9/9] 核对"):
         assert step in out, out
     assert "9,690 人，3 天" in out
+    assert "事件升级：IV 级 → III 级" in out
     plan = re.search(r"方案 \d+：已计划，[\d,]+ 个运单，([\d,]+) 车次，来自 ([\d,]+) 个仓库", out)
     assert plan, out
     assert 0 < int(plan.group(1).replace(",", "")) <= 250

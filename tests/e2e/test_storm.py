@@ -70,7 +70,9 @@ def test_up_seed_storm_and_its_outcome_through_the_api(tmp_path):
         plan = api.get(f"{base}/allocations/{plan_id}", timeout=30).json()
         assert plan["status"] == "delivered"
         incident = api.get(f"{base}/incidents/{plan['incident']}", timeout=30).json()
-        assert incident["level"] == "IV"
+        assert incident["level"] == "III"  # escalated after the landslide, on record
+        assert [entry["changes"].get("level") for entry in incident["history"]] == [
+            {"from": None, "to": "IV"}, {"from": "IV", "to": "III"}]
         assert sum(s["population"] for s in incident["sites"]) == 9690
         assert len(incident["sites"]) == 3
 

@@ -61,6 +61,10 @@ CALLS = [
      per(INVENTORY, "stocktake")),
     ("PUT", "/api/v1/warehouses/KL-T01/levels", lambda: {"levels": [
         {"item": "TENT", "min": 1, "target": 5}]}, per(INVENTORY, "levels.write")),
+    ("GET", "/api/v1/stock/lots?warehouse=KL-T01&item=TENT", None, everyone()),
+    ("GET", "/api/v1/stock/expiring?within_days=30", None, everyone()),
+    ("POST", "/api/v1/stock/write-offs", lambda: {"warehouse": "KL-T01", "item": "TENT"},
+     per(INVENTORY, "stock.write_off")),
     ("POST", "/api/v1/transfers", lambda: {"source": "KL-T01", "destination": "KL-T01-V01",
                                            "lines": [{"item": "TENT", "quantity": 1}]},
      per(INVENTORY, "transfers.create")),

@@ -1,11 +1,12 @@
 """Random sequences of everything that moves stock, checked against a small model after every
-step: receipts with lots and expiry dates, issues (any lot or a named one), adjustments both
-ways, transfers sent and received (in full or short), stocktakes, and reservations made,
-committed, released or left to expire.
+step: receipts with lots and expiry dates (some long past), issues (any lot or a named one),
+adjustments both ways, transfers sent and received (in full or short), stocktakes, reservations
+made, committed, released or left to expire, and write-offs of expired lots.
 
 After every step, for every balance: on_hand >= 0, 0 <= reserved <= on_hand, the ledger lines
 add up to on_hand, the lots add up to on_hand, and both equal the model. The ledger lines each
-step writes must be exactly the model's, which takes perishable stock earliest expiry first.
+step writes must be exactly the model's, which takes perishable stock earliest expiry first,
+and never issues, sends or holds a lot past its date (an adjustment may take any lot).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from hypothesis.stateful import (
 from sqlalchemy import func, select
 from sqlalchemy.pool import StaticPool
 
-from inventory_svc import catalog, expiry, ledger, reservations, stock, transfers
+from inventory_svc import catalog, expiry, ledger, reservations, shelf, stock, transfers
 from inventory_svc.models import Base, Item, Lot, Movement, Stock, Warehouse
 from inventory_svc.vocabulary import ADJUSTMENT, INWARD_KINDS, OUTWARD_KINDS
 from shared.auth import Identity
@@ -38,7 +39,8 @@ from shared.errors import Conflict, InvalidInput
 ADMIN = Identity("prop", "admin")
 PLACES = ("KL", "T1", "T2")
 ITEMS = {"TENT": False, "WATER": True}  # sku -> perishable
-DATES = (date(2027, 1, 1), date(2027, 3, 1), date(2027, 6, 1))
+PAST = date(2020, 1, 1)  # expired whenever the test runs
+DATES = (date(2099, 1, 1), date(2099, 3, 1), date(2099, 6, 1), PAST)
 NAMES = ("", "A", "B")
 
 places = st.sampled_from(PLACES)
@@ -66,6 +68,15 @@ class Model:
     def available(self, key) -> int:
         return self.on_hand(key) - self.reserved[key]
 
+    def expired(self, key) -> list[LotRow]:
+        """The lots past their date with stock in them, earliest first."""
+        return sorted((row for row in self.lots[key] if row.on_hand > 0 and row.expires_on
+                       and row.expires_on < shelf.today()), key=lambda row: row.expires_on)
+
+    def usable(self, key) -> int:
+        """What may be issued, sent or held: neither held nor expired."""
+        return self.available(key) - sum(row.on_hand for row in self.expired(key))
+
     def add(self, key, quantity, lot, expires_on, kind) -> list | None:
         """The line stock coming in makes, or None when it is refused."""
         rows = self.lots[key]
@@ -85,8 +96,9 @@ class Model:
 
     def remove(self, key, quantity, kind, lot=None) -> list:
         """The lines taking `quantity` out, earliest expiry first (undated last)."""
+        gone = [] if kind == "adjustment" else self.expired(key)
         candidates = [row for row in self.lots[key] if row.on_hand > 0
-                      and (lot is None or row.lot == lot)]
+                      and (lot is None or row.lot == lot) and row not in gone]
         order = {id(row): index for index, row in enumerate(self.lots[key])}
         candidates.sort(key=lambda row: (row.expires_on is None, row.expires_on or date.min,
                                          order[id(row)]))
@@ -101,10 +113,12 @@ class Model:
         assert left == 0, "the model removed more than it holds"
         return lines
 
-    def can_remove(self, key, quantity, lot=None) -> bool:
-        if self.available(key) < quantity:
+    def can_remove(self, key, quantity, lot=None, kind="adjustment") -> bool:
+        gone = [] if kind == "adjustment" else self.expired(key)
+        if (self.available(key) if kind == "adjustment" else self.usable(key)) < quantity:
             return False
-        return lot is None or sum(r.on_hand for r in self.lots[key] if r.lot == lot) >= quantity
+        return lot is None or sum(r.on_hand for r in self.lots[key]
+                                  if r.lot == lot and r not in gone) >= quantity
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -167,7 +181,7 @@ class LedgerMachine(RuleBasedStateMachine):
           lot=st.sampled_from((None, None, "A", "B")))
     def issue(self, place, sku, quantity, lot):
         key = (place, sku)
-        ok = self.model.can_remove(key, quantity, lot)
+        ok = self.model.can_remove(key, quantity, lot, "issue")
         result = self.run(ledger.post_movement, {"warehouse": place, "item": sku,
                                                  "kind": "issue", "quantity": quantity,
                                                  "lot": lot})
@@ -209,7 +223,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def send(self, source, destination, sku, quantity):
         if source == destination:
             return multiple()
-        ok = self.model.can_remove((source, sku), quantity)
+        ok = self.model.can_remove((source, sku), quantity, kind="transfer_out")
         result = self.run(transfers.create_transfer, {
             "source": source, "destination": destination,
             "lines": [{"item": sku, "quantity": quantity}]})
@@ -239,6 +253,16 @@ class LedgerMachine(RuleBasedStateMachine):
         again = self.run(transfers.receive_transfer, transfer, {})
         assert isinstance(again, Conflict)
 
+    @rule(place=places, sku=skus)
+    def write_off(self, place, sku):
+        key = (place, sku)
+        gone = self.model.expired(key)
+        result = self.run(ledger.write_off, {"warehouse": place, "item": sku})
+        lines = [(key, "adjustment", -row.on_hand, row.lot, row.expires_on) for row in gone]
+        self.expect(True, result, lines)
+        for row in gone:
+            row.on_hand = 0
+
     # --- reservations -------------------------------------------------------------------
 
     @rule(target=holds, lines=st.lists(st.tuples(places, skus, quantities), min_size=1,
@@ -247,13 +271,13 @@ class LedgerMachine(RuleBasedStateMachine):
         wanted: Counter = Counter()
         for place, sku, quantity in lines:
             wanted[place, sku] += quantity
-        ok = all(self.model.available(key) >= quantity for key, quantity in wanted.items())
+        ok = all(self.model.usable(key) >= quantity for key, quantity in wanted.items())
         result = self.run(reservations.create_reservation, {"lines": [
             {"warehouse": p, "item": s, "quantity": q} for p, s, q in lines]}, 3600)
         if not self.expect(ok, result):
             shortfalls = result.extra["shortfalls"]
             assert {(s["warehouse"], s["item"]) for s in shortfalls} == {
-                key for key, quantity in wanted.items() if self.model.available(key) < quantity}
+                key for key, quantity in wanted.items() if self.model.usable(key) < quantity}
             return multiple()
         self.model.reserved.update(wanted)
         self.hold_lines[result.id] = dict(wanted)

@@ -18,8 +18,11 @@ from allocation_svc.lifecycle import (
     DISPATCH,
     DISPATCHED,
     FAILED,
+    HOLD_AGAIN,
     HOLD_OK,
     HOLD_REFUSED,
+    LAPSE,
+    LAPSED,
     PLANNED,
     RECONCILE,
     REPLAN,
@@ -39,12 +42,19 @@ ALLOWED = {
     (DISPATCHED, REPLAN): DISPATCHED,
     (DISPATCHED, DELIVER): DISPATCHED,  # delivered once all arrived: after_deliveries
     (DELIVERED, DELIVER): DELIVERED,
+    (PLANNED, LAPSE): LAPSED,  # the hold ran out before dispatch
+    (LAPSED, HOLD_AGAIN): PLANNED,
+    (LAPSED, CANCEL): CANCELLED,
 }
 NO_OPS = {
     (DISPATCHED, DISPATCH): DISPATCHED,
     (DELIVERED, DISPATCH): DELIVERED,
     (CANCELLED, CANCEL): CANCELLED,
     (FAILED, CANCEL): FAILED,
+    (LAPSED, LAPSE): LAPSED,
+    (PLANNED, HOLD_AGAIN): PLANNED,  # a retry of a hold that was made
+    (DISPATCHED, HOLD_AGAIN): DISPATCHED,
+    (DELIVERED, HOLD_AGAIN): DELIVERED,
 }
 # The words the API has always answered with its 409.
 REFUSED_BECAUSE = {
@@ -55,14 +65,16 @@ REFUSED_BECAUSE = {
     HOLD_OK: "only a plan being reserved has its hold settled",
     HOLD_REFUSED: "only a plan being reserved has its hold settled",
     RECONCILE: "only a plan being reserved has its hold settled",
+    LAPSE: "only a planned plan's hold lapses",
+    HOLD_AGAIN: "only a plan whose hold lapsed is held again",
 }
 PAIRS = [(status, action) for status in STATUSES for action in ACTIONS]
 
 
-def test_the_statuses_and_actions_are_the_seven_named():
+def test_the_statuses_and_actions_are_the_eight_and_nine_named():
     assert set(STATUSES) == {"reserving", "planned", "dispatched", "delivered", "cancelled",
-                             "failed", "stranded"}
-    assert len(set(ACTIONS)) == 7
+                             "failed", "stranded", "lapsed"}
+    assert len(set(ACTIONS)) == 9
 
 
 @pytest.mark.parametrize("status,action", PAIRS, ids=[f"{s}-{a}" for s, a in PAIRS])

@@ -773,6 +773,12 @@ function describe(event) {
         : t("road_network_loaded");
     case "incident.declared":
       return `#${d.id} ${word("incident_type", d.type)}`;
+    case "incident.updated":
+      return `#${d.id}`;
+    case "incident.escalated":
+      return `#${d.id} ${d.from} → ${d.to}`;
+    case "catalog.changed":
+      return d.entity === "item" ? item(d.code) : wh(d.code);
     case "transfer.created":
     case "transfer.received":
       return `#${d.id ?? ""} ${wh(d.source)} → ${wh(d.destination)}`;
@@ -783,7 +789,7 @@ function describe(event) {
 }
 
 function renderEvents() {
-  $("events").innerHTML = recent().slice(-30).reverse().map((e) => `<li>
+  $("events").innerHTML = recent().reverse().map((e) => `<li>
     <time datetime="${esc(e.at)}">${esc(clock(Date.parse(e.at), true))}</time>
     <strong>${esc(word("event", e.type))}</strong> ${esc(describe(e))}</li>`).join("");
 }

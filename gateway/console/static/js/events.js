@@ -4,6 +4,19 @@ import { t } from "./i18n.js";
 
 const listeners = new Set();
 const seen = [];
+// Stock and catalogue changes come by the thousand (a seed, a restocking); the list keeps only
+// the last few of them, so that a road closure or a plan is not pushed out of sight.
+const BULK = /^(stock|catalog)\./;
+const KEEP_BULK = 20;
+const KEEP = 50;
+
+function keep(event) {
+  seen.push(event);
+  if (BULK.test(event.type) && seen.filter((e) => BULK.test(e.type)).length > KEEP_BULK) {
+    seen.splice(seen.findIndex((e) => BULK.test(e.type)), 1);
+  }
+  if (seen.length > KEEP) seen.shift();
+}
 let after = null;
 let timer = null;
 
@@ -44,8 +57,7 @@ async function poll() {
       const page = await api.get(`/events?after=${after}&limit=200`);
       for (const event of page.items) {
         after = event.id;
-        seen.push(event);
-        if (seen.length > 50) seen.shift();
+        keep(event);
         for (const fn of listeners) {
           try {
             fn(event, false);
