@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from allocation_svc.inventory import Inventory
 from allocation_svc.models import Incident, outbox
-from allocation_svc.permissions import require
+from allocation_svc.permissions import require, require_sites
 from allocation_svc.vocabulary import INCIDENT_OPEN, LEVELS
 from shared import events
 from shared.auth import Identity
@@ -60,9 +60,11 @@ def _resolve_sites(inventory: Inventory, sites: list[dict[str, Any]]) -> list[di
 def declare(session: Session, identity: Identity, data: dict[str, Any],
             inventory: Inventory) -> Incident:
     require(identity, "incidents.write")
+    sites = _resolve_sites(inventory, data["sites"])
+    require_sites(identity, sites)
     now = datetime.now(UTC)
     incident = Incident(type=data["type"], level=data.get("level"), title=data.get("title"),
-                        status=INCIDENT_OPEN, sites=_resolve_sites(inventory, data["sites"]),
+                        status=INCIDENT_OPEN, sites=sites,
                         drill=bool(data.get("drill")), history=[], created_by=identity.actor,
                         created_at=now, updated_at=now)
     session.add(incident)
@@ -79,6 +81,7 @@ def amend(session: Session, identity: Identity, incident_id: int, data: dict[str
     require(identity, "incidents.write")
     sites = _resolve_sites(inventory, data["sites"]) if "sites" in data else None
     incident = get(session, incident_id)
+    require_sites(identity, [*incident.sites, *(sites or ())])
     changes: dict[str, dict[str, Any]] = {}
     for key in ("type", "level", "title", "status"):
         if key in data and data[key] != getattr(incident, key):

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from allocation_svc import incidents, lifecycle, roads, solver, trips
 from allocation_svc.inventory import Inventory, Network
 from allocation_svc.models import Plan, Shipment, outbox
-from allocation_svc.permissions import require
+from allocation_svc.permissions import require, require_sites
 from allocation_svc.roadgraph import NoRoute, RoadGraph, Route
 from allocation_svc.vocabulary import ACTIVE, BACKBONE
 from shared import events, i18n
@@ -55,6 +55,7 @@ class Allocation:
         require(identity, "plans.write")
         with self.db.reading() as session:
             incident = incidents.get(session, incident_id)
+            require_sites(identity, incident.sites)
             graph = roads.ensure_network(session, self.graphs)
             sites, level, drill = list(incident.sites), incident.level, incident.drill
         demands = self._demands(sites, data)
@@ -165,6 +166,13 @@ class Allocation:
         with self.db.reading() as session:
             return _plan(session, plan_id)
 
+    def _in_scope(self, identity: Identity, plan_id: int) -> Plan:
+        """The plan, if its incident lies in the identity's scope (a county commander's)."""
+        with self.db.reading() as session:
+            plan = _plan(session, plan_id)
+            require_sites(identity, incidents.get(session, plan.incident_id).sites)
+            return plan
+
     def dispatch(self, identity: Identity, plan_id: int) -> Plan:
         """Commit every hold of the plan: the stock leaves the depots."""
         return self._settle(identity, plan_id, lifecycle.DISPATCH)
@@ -179,7 +187,7 @@ class Allocation:
         hold that ran out is not dispatched: the plan lapses, and the answer says how to hold
         it again; cancelling a lapsed plan (or a drill's) has nothing to release."""
         require(identity, "plans.write")
-        plan = self.get(plan_id)
+        plan = self._in_scope(identity, plan_id)
         if lifecycle.already_done(plan.status, action):
             return plan
         if plan.status == lifecycle.LAPSED and action == lifecycle.DISPATCH:
@@ -206,7 +214,7 @@ class Allocation:
         holds that lapsed, so a retry finds it): `planned` again, or the inventory's refusal
         (someone took the stock meanwhile) with the plan still `lapsed`."""
         require(identity, "plans.write")
-        plan = self.get(plan_id)
+        plan = self._in_scope(identity, plan_id)
         if lifecycle.already_done(plan.status, lifecycle.HOLD_AGAIN):
             return plan
         lifecycle.next_status(plan.status, lifecycle.HOLD_AGAIN, plan.id)
@@ -241,6 +249,7 @@ class Allocation:
             plan = _plan(session, plan_id)
             graph = roads.ensure_network(session, self.graphs)
             incident = incidents.get(session, plan.incident_id)
+            require_sites(identity, incident.sites)
             sites, level = list(incident.sites), incident.level
         lifecycle.next_status(plan.status, lifecycle.REPLAN, plan.id)
         nodes = {site["id"]: site for site in sites}
@@ -383,6 +392,7 @@ def record_deliveries(session: Session, identity: Identity, plan_id: int,
     """Arrivals of shipments (a retried request with its Idempotency-Key counts once)."""
     require(identity, "plans.write")
     plan = _plan(session, plan_id)
+    require_sites(identity, incidents.get(session, plan.incident_id).sites)
     lifecycle.next_status(plan.status, lifecycle.DELIVER, plan.id)
     by_id = {shipment.id: shipment for shipment in plan.shipments}
     now = datetime.now(UTC)

@@ -9,6 +9,7 @@ version before it (a copy of the weights) instead of reloading a million rows.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -22,13 +23,14 @@ from allocation_svc import geojson
 from allocation_svc.inventory import Inventory
 from allocation_svc.lifecycle import DISPATCHED, PLANNED
 from allocation_svc.models import GraphVersion, Plan, RoadEdge, RoadNode, outbox
-from allocation_svc.permissions import require
+from allocation_svc.permissions import NEAR_KM, reports_near_only, require, require_near
 from allocation_svc.roadgraph import NoRoute, RoadGraph
 from allocation_svc.roadtable import DEGRADED, STATUS_CODES, STATUS_NAMES, RoadTable
 from shared import events
 from shared.auth import Identity
 from shared.client import RemoteError
 from shared.errors import Conflict, InvalidInput, NotFound
+from shared.i18n import _
 
 CHUNK = 20_000
 
@@ -78,8 +80,10 @@ def replace_network(session: Session, identity: Identity, table: RoadTable) -> d
     return {"graph_version": version, "nodes": table.node_count, "edges": table.edge_count}
 
 
-def report_events(session: Session, identity: Identity, data: dict[str, Any]) -> dict[str, Any]:
-    """Closures, slow sections and reopenings; one new version for the whole batch."""
+def report_events(session: Session, identity: Identity, data: dict[str, Any],
+                  inventory: Inventory | None = None) -> dict[str, Any]:
+    """Closures, slow sections and reopenings; one new version for the whole batch. A keeper's
+    or reporter's only near its depots, which `inventory` knows (without it, none is near)."""
     require(identity, "roads.report")
     applied = []
     for index, event in enumerate(data["events"]):
@@ -96,11 +100,54 @@ def report_events(session: Session, identity: Identity, data: dict[str, Any]) ->
                                errors={f"events.{index}.edge": ["unknown edge id"]})
         applied.append({"edge": event["edge"], "status": event["status"],
                         "speed_factor": factor, "reason": event.get("reason")})
+    if reports_near_only(identity):  # after the loop: an unknown edge is 422, not 403
+        _require_from_the_spot(session, identity, data["events"], inventory)
     version = _new_version(session, identity, "events", applied)
     events.record(session, outbox, "road.changed", {"graph_version": version, "kind": "events",
                                                     "events": applied, "actor": identity.actor})
     _publish_affected(session, version, applied)
     return {"graph_version": version, "events": applied}
+
+
+def _require_from_the_spot(session: Session, identity: Identity, events: list[dict],
+                           inventory: Inventory | None) -> None:
+    """A keeper's or reporter's report: each event with its reason, each road near a depot
+    named on its token (see allocation_svc.permissions)."""
+    for index, event in enumerate(events):
+        if not event.get("reason"):
+            raise InvalidInput(_("a %(role)s says why for each road it reports",
+                                 role=identity.role),
+                               errors={f"events.{index}.reason": [_("required for this role")]})
+    nodes = set()
+    for code in identity.scope if inventory is not None else ():
+        try:
+            nodes.add(inventory.warehouse(code).get("road_node"))
+        except RemoteError as exc:
+            if exc.status != 404:
+                raise
+    require_near(identity, events, near_edges(session, nodes - {None}, NEAR_KM))
+
+
+def near_edges(session: Session, nodes: set[str], km: float) -> set[str]:
+    """The edges with an end within `km` along the roads of `nodes`, whatever the roads' status
+    and in either direction (a closed road is still where it is): a search bounded by `km`,
+    one query a ring of nodes."""
+    reach = dict.fromkeys(nodes, 0.0)
+    ring, near = set(nodes), set()
+    while ring:
+        rows = session.execute(select(RoadEdge.id, RoadEdge.from_node, RoadEdge.to_node,
+                                      RoadEdge.length_km)
+                               .where(RoadEdge.from_node.in_(ring) | RoadEdge.to_node.in_(ring)))
+        after: set[str] = set()
+        for edge, a, b, length in rows:
+            near.add(edge)
+            for here, there in ((a, b), (b, a)):
+                if here in ring and reach[here] + length <= km \
+                        and reach[here] + length < reach.get(there, math.inf):
+                    reach[there] = reach[here] + length
+                    after.add(there)
+        ring = after
+    return near
 
 
 def _publish_affected(session: Session, version: int, applied: list[dict]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from emsupply.token_commands import token
-from shared.auth import TOKEN_ROLES
+from shared.auth import PLACED_ROLES, TOKEN_ROLES
 from shared.config import ConfigError
 
 DEMO_KEEPER_SCOPE = ("KL",)  # the demo keeper keeps the depots of Kaili City
@@ -117,7 +117,7 @@ def _demo_tokens(data_dir: Path, port: int) -> dict[str, str]:
         click.echo(f"demo tokens: {path} (one per role)")
         return json.loads(path.read_text())
     made = {role: _issue_token(data_dir, role, f"demo-{role}",
-                               DEMO_KEEPER_SCOPE if role == "keeper" else ())
+                               DEMO_KEEPER_SCOPE if role in PLACED_ROLES else ())
             for role in TOKEN_ROLES}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -52,7 +52,11 @@ def print_qr(text: str) -> None:
 @click.option("--role", required=True,
               type=click.Choice(TOKEN_ROLES))
 @click.option("--warehouse", "warehouses", multiple=True, metavar="CODE",
-              help="a keeper's warehouse (and everything below it); repeat for several")
+              help="where the token acts (that warehouse and everything below it): required "
+                   "for a keeper or reporter, a county for a county commander; repeat for "
+                   "several")
+@click.option("--read-only", is_flag=True,
+              help="an integration that may only read: the gateway refuses its writes")
 @click.option("--name", help="who or what holds the token (shown as the actor in the ledger)")
 @click.option("--link", is_flag=True,
               help="print the console's sign-in link (URL/#token=...) instead of the bare token")
@@ -64,8 +68,8 @@ def print_qr(text: str) -> None:
               help="the gateway's address as the phone or browser reaches it (for --link/--qr; "
                    "a phone needs the machine's network address, not 127.0.0.1)")
 @data_dir_option
-def create(role: str, warehouses: tuple[str, ...], name: str | None, link: bool, qr: bool,
-           console_url: str, data_dir: Path) -> None:
+def create(role: str, warehouses: tuple[str, ...], read_only: bool, name: str | None,
+           link: bool, qr: bool, console_url: str, data_dir: Path) -> None:
     """Make a token and print it (only this once; the gateway keeps a hash). With --link, the
     console's sign-in link that carries it; with --qr, that link as a QR code too."""
     from gateway import tokens
@@ -77,7 +81,7 @@ def create(role: str, warehouses: tuple[str, ...], name: str | None, link: bool,
     db = _database(data_dir)
     try:
         with db.unit_of_work() as session:
-            issued = tokens.create(session, role, warehouses, name)
+            issued = tokens.create(session, role, warehouses, name, read_only)
     except EmsupplyError as exc:
         _fail(exc)
     finally:
@@ -96,7 +100,8 @@ def create(role: str, warehouses: tuple[str, ...], name: str | None, link: bool,
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @data_dir_option
 def list_(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
-    """The tokens (never their secret): id, name, role, warehouses, created, revoked."""
+    """The tokens (never their secret): id, name, role, warehouses, read-only, created,
+    revoked."""
     from gateway import tokens
 
     db = _database(data_dir)
@@ -107,13 +112,15 @@ def list_(include_revoked: bool, as_json: bool, data_dir: Path) -> None:
         db.dispose()
     for row in rows:
         entry = {"id": row.id, "name": row.name, "role": row.role, "warehouses": row.scope,
-                 "prefix": row.prefix, "created_at": row.created_at.isoformat(),
+                 "read_only": row.read_only, "prefix": row.prefix,
+                 "created_at": row.created_at.isoformat(),
                  "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None}
         if as_json:
             click.echo(json.dumps(entry, ensure_ascii=False))
         else:
             state = f"revoked {entry['revoked_at'][:19]}" if row.revoked_at else "live"
-            click.echo(f"{row.id:>5}  {row.prefix}…  {row.role:<11} "
+            role = f"{row.role} read-only" if row.read_only else row.role
+            click.echo(f"{row.id:>5}  {row.prefix}…  {role:<21} "
                        f"{(row.name or '-'):<20} {','.join(row.scope) or '-':<20} "
                        f"{entry['created_at'][:19]}  {state}")
 

@@ -104,6 +104,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     def refuse():
         if "refused" in g:
             raise g.refused
+        if "identity" in g:
+            permissions.require_method(g.identity, request.method)
 
     # Only the services' resources are passed on: the gateway's own paths keep their methods
     # (a PUT on /api/v1/events is a 405 with Allow, not a hop) and the rest is a plain 404.

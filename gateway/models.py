@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -37,6 +38,8 @@ class Token(Base):
     name: Mapped[str | None] = mapped_column(String(120))
     role: Mapped[str] = mapped_column(String(16))
     scope: Mapped[list] = mapped_column(JSON, default=list)
+    # An integration that may only read: the gateway refuses its writes before passing them on.
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

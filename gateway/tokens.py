@@ -19,9 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.models import Token
-from shared.auth import TOKEN_ROLES, Identity
+from shared.auth import PLACED_ROLES, SCOPABLE_ROLES, TOKEN_ROLES, Identity
 from shared.db import Database
 from shared.errors import InvalidInput, NotFound, Unauthenticated
+from shared.i18n import _
 from shared.schemas import CODE
 
 PREFIX = "ems_"
@@ -38,16 +39,22 @@ class Issued:
     identity: Identity
 
 
-def check_grant(role: str, warehouses: tuple[str, ...]) -> None:
+def check_grant(role: str, warehouses: tuple[str, ...], read_only: bool = False) -> None:
+    """A grant that makes sense: a keeper's or reporter's token names its warehouses, a
+    commander's may (a county commander), no other role's does; only an integration is made
+    read-only (a viewer is read-only already)."""
     if role not in TOKEN_ROLES:
         raise InvalidInput(f"unknown role {role!r} (one of: {', '.join(TOKEN_ROLES)})",
                            errors={"role": [f"one of {', '.join(TOKEN_ROLES)}"]})
-    if role == "keeper" and not warehouses:
-        raise InvalidInput("a keeper's token names the warehouses it may change (--warehouse)",
-                           errors={"warehouse": ["required for a keeper"]})
-    if role != "keeper" and warehouses:
-        raise InvalidInput("only a keeper's token is scoped to warehouses",
-                           errors={"warehouse": [f"not for role {role}"]})
+    if role in PLACED_ROLES and not warehouses:
+        raise InvalidInput(_("a %(role)s's token names the warehouses it works at (--warehouse)",
+                             role=role), errors={"warehouse": [_("required for this role")]})
+    if role not in SCOPABLE_ROLES and warehouses:
+        raise InvalidInput(_("only a keeper's, a reporter's or a commander's token is scoped "
+                             "to warehouses"), errors={"warehouse": [_("not for this role")]})
+    if read_only and role != "integration":
+        raise InvalidInput(_("only an integration's token is made read-only"),
+                           errors={"read_only": [_("only for an integration")]})
     for code in warehouses:
         try:
             CODE(code)
@@ -61,18 +68,22 @@ def actor_of(row: Token) -> str:
     return row.name or f"token-{row.id}"
 
 
+def identity_of(row: Token) -> Identity:
+    return Identity(actor_of(row), row.role, tuple(row.scope or ()), row.read_only)
+
+
 def create(session: Session, role: str, warehouses: tuple[str, ...] = (),
-           name: str | None = None) -> Issued:
+           name: str | None = None, read_only: bool = False) -> Issued:
     warehouses = tuple(dict.fromkeys(warehouses))
-    check_grant(role, warehouses)
+    check_grant(role, warehouses, read_only)
     if name is not None and not 1 <= len(name) <= 120:
         raise InvalidInput("a token name is 1 to 120 characters", errors={"name": ["1 to 120"]})
     token = PREFIX + secrets.token_urlsafe(32)
-    row = Token(name=name, role=role, scope=list(warehouses), hash=digest(token),
-                prefix=token[:10], created_at=datetime.now(UTC))
+    row = Token(name=name, role=role, scope=list(warehouses), read_only=read_only,
+                hash=digest(token), prefix=token[:10], created_at=datetime.now(UTC))
     session.add(row)
     session.flush()
-    return Issued(row.id, token, Identity(actor_of(row), role, warehouses))
+    return Issued(row.id, token, identity_of(row))
 
 
 def list_tokens(session: Session, include_revoked: bool = False) -> list[Token]:
@@ -124,8 +135,7 @@ class TokenStore:
             if row is None or row.revoked_at is not None:
                 cached = (now + self.cache_s, None, None)
             else:
-                cached = (now + self.cache_s,
-                          Identity(actor_of(row), row.role, tuple(row.scope or ())), row.id)
+                cached = (now + self.cache_s, identity_of(row), row.id)
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()

@@ -1,10 +1,11 @@
 """Who may change what in the inventory: one table, action -> roles, read by the code and by the
 auth-matrix test. Reads are open to every signed caller and are not listed.
 
-A keeper is the one role bound to a place: it acts only on the warehouses of the subtrees named
-on its token, so an action on a warehouse names that warehouse and the scope is checked too. A
-keeper also reads the lots of its shelves (what expires when) in its scope only: its rotation
-list is its own, not the prefecture's.
+A keeper, and a commander whose token names a county (`Identity.bound`), act only on the
+warehouses of the subtrees named on the token, so an action on a warehouse names that warehouse
+and the scope is checked too; an action that names none is refused them. A keeper also reads
+the lots of its shelves (what expires when) in its scope only: its rotation list is its own,
+not the prefecture's. A county commander reads everywhere, as every other role does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import ColumnElement, false, or_
 
 from shared.auth import Identity
 from shared.errors import Forbidden
+from shared.i18n import _
 
 PERMISSIONS: dict[str, tuple[str, ...]] = {
     "warehouses.write": ("admin",),
@@ -29,7 +31,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "reservations.commit": ("admin", "service", "integration"),
     "reservations.release": ("admin", "service", "integration"),
 }
-SCOPED_ROLES = ("keeper",)
+SCOPED_ROLES = ("keeper",)  # bound for reads of lots too, not only for changes
 
 
 class Placed(Protocol):
@@ -43,21 +45,29 @@ class Placed(Protocol):
 
 
 def require(identity: Identity, action: str, warehouse: Placed | None = None) -> None:
-    """Forbidden unless `identity`'s role may do `action`, and, for a keeper, unless
-    `warehouse` is inside its scope (a keeper naming no warehouse is refused)."""
+    """Forbidden unless `identity`'s role may do `action`, and, for a bound identity, unless
+    `warehouse` is inside its scope (naming no warehouse is refused)."""
     roles = PERMISSIONS[action]
     if identity.role not in roles:
         raise Forbidden(f"role {identity.role!r} may not do {action} "
                         f"(allowed: {', '.join(roles)})")
-    require_sight(identity, warehouse)
+    if identity.bound:
+        _require_inside(identity, warehouse)
 
 
 def require_sight(identity: Identity, warehouse: Placed | None) -> None:
     """Forbidden for a keeper unless `warehouse` is inside its scope (no warehouse: refused)."""
-    if identity.role in SCOPED_ROLES and not (warehouse is not None and any(
-            f"/{code}/" in warehouse.path for code in identity.scope)):
-        where = f"warehouse {warehouse.code}" if warehouse is not None else "this"
-        raise Forbidden(f"{where} is outside this keeper's scope")
+    if identity.role in SCOPED_ROLES:
+        _require_inside(identity, warehouse)
+
+
+def _require_inside(identity: Identity, warehouse: Placed | None) -> None:
+    if warehouse is None:
+        raise Forbidden(_("a call that names no warehouse is outside this %(role)s's scope",
+                          role=identity.role))
+    if not any(f"/{code}/" in warehouse.path for code in identity.scope):
+        raise Forbidden(_("warehouse %(code)s is outside this %(role)s's scope",
+                          code=warehouse.code, role=identity.role))
 
 
 def scope_filter(identity: Identity, path: ColumnElement[str]) -> ColumnElement[bool] | None:

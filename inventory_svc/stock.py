@@ -97,8 +97,8 @@ def _segment(path, index: int, postgres: bool):
 
 def set_levels(session: Session, identity: Identity, code: str,
                data: dict[str, Any]) -> dict[str, list[Stock]]:
-    require(identity, "levels.write")
     warehouse = catalog.get_warehouse(session, code)
+    require(identity, "levels.write", warehouse)
     items = []
     for index, level in enumerate(data["levels"]):
         if level["target"] < level["min"]:

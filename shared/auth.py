@@ -24,9 +24,15 @@ from urllib.parse import quote, unquote
 from shared.errors import Forbidden, Unauthenticated
 
 # The roles a bearer token may carry (people and integrations); every role a signed identity
-# may carry adds the services' own, which calls between services use.
-TOKEN_ROLES = ("admin", "commander", "keeper", "integration", "viewer")
+# may carry adds the services' own, which calls between services use. A `reporter` is a village
+# grid worker: it reads, and reports roads near its depots (docs/roles.md).
+TOKEN_ROLES = ("admin", "commander", "keeper", "reporter", "integration", "viewer")
 ROLES = (*TOKEN_ROLES, "service")
+# Roles bound to the warehouses named on their token (and everything below them): a keeper and
+# a reporter always; a commander when its token names some (a county commander), else it is
+# prefecture-wide. A bound identity changes only what lies inside; reads stay everywhere.
+PLACED_ROLES = ("keeper", "reporter")
+SCOPABLE_ROLES = (*PLACED_ROLES, "commander")
 
 H_ACTOR = "X-Emsupply-Actor"
 H_ROLE = "X-Emsupply-Role"
@@ -46,13 +52,23 @@ _NONCE = re.compile(r"[0-9a-f]{32,128}")
 
 @dataclass(frozen=True)
 class Identity:
+    """Who calls. `read_only` is the gateway's: it refuses such a token's writes itself, so
+    the flag is neither signed nor seen by a service."""
+
     actor: str
     role: str
     scope: tuple[str, ...] = field(default=())
+    read_only: bool = False
 
     def require(self, *roles: str) -> None:
         if self.role not in roles:
             raise Forbidden(f"role {self.role!r} may not do this (allowed: {', '.join(roles)})")
+
+    @property
+    def bound(self) -> bool:
+        """Changes only what lies inside `scope` (a keeper with no scope is bound to nothing,
+        never free)."""
+        return self.role in PLACED_ROLES or (self.role in SCOPABLE_ROLES and bool(self.scope))
 
 
 def encode_actor(actor: str) -> str:

@@ -60,7 +60,7 @@ class RoadEvents(MethodView):
     @blp.command(GraphVersionOut, 200)
     def post(self, session, identity, data):
         """Close, slow down or reopen roads; answers the new graph_version"""
-        return roads.report_events(session, identity, data)
+        return roads.report_events(session, identity, data, allocation().inventory)
 
 
 @blp.route("/routes")

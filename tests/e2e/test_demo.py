@@ -11,7 +11,7 @@ import pytest
 from e2e_helpers import Up, wait_gone
 
 pytestmark = pytest.mark.e2e
-ROLES = ["admin", "commander", "keeper", "integration", "viewer"]
+ROLES = ["admin", "commander", "keeper", "reporter", "integration", "viewer"]
 
 
 def test_demo_seeds_an_empty_directory_makes_tokens_once_and_runs_the_suite(tmp_path):

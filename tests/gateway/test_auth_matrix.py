@@ -7,9 +7,12 @@ import uuid
 
 import pytest
 import requests
-from factories import build_tree, receive
+from factories import build_tree, receive, roads_geojson
+from harness import Bearer
 
+from allocation_svc.permissions import PERMISSIONS as ALLOCATION
 from gateway.permissions import PERMISSIONS as GATEWAY
+from gateway.permissions import READ_ONLY_METHODS
 from inventory_svc.permissions import PERMISSIONS as INVENTORY
 from shared import auth
 
@@ -34,8 +37,9 @@ def _code():
     return "W" + uuid.uuid4().hex[:8]
 
 
-# (method, path, body-maker, who) for representative calls of each resource. The keeper's token
-# is scoped to KL-T01 (a township), and every write below touches that subtree.
+# (method, path, body-maker, who) for representative calls of each resource. The keeper's and
+# the reporter's tokens are scoped to KL-T01 (a township), and every write below touches that
+# subtree.
 CALLS = [
     ("GET", "/api/v1/warehouses?level=village", None, everyone()),
     ("GET", "/api/v1/warehouses/KL-T01", None, everyone()),
@@ -86,23 +90,141 @@ def network(admin):
     return admin
 
 
+def scope_of(role: str) -> tuple[str, ...]:
+    return ("KL-T01",) if role in auth.PLACED_ROLES else ()
+
+
+def outcome_of(role: str, response) -> str:
+    assert response.status_code not in (401, 500, 502, 503, 504), (role, response.get_json())
+    if response.status_code != 403:
+        assert response.status_code < 400, (role, response.get_json())
+        return OK
+    problem = response.get_json()
+    assert response.mimetype == "application/problem+json"
+    assert problem["status"] == 403 and problem["request_id"]
+    return NO
+
+
 @pytest.mark.parametrize("method,path,body,who", CALLS,
                          ids=[f"{m} {p.split('?')[0]}" for m, p, _, _ in CALLS])
 def test_every_role_against_each_resource(network, as_role, method, path, body, who):
-    callers = {role: as_role(role, *(("KL-T01",) if role == "keeper" else ()))
-               for role in ROLES}
-    outcome = {}
-    for role, caller in callers.items():
-        response = caller.call(method, path, body() if body else None)
-        assert response.status_code not in (401, 500, 502, 503, 504), (role, response.get_json())
-        outcome[role] = NO if response.status_code == 403 else OK
-        if outcome[role] == OK:
-            assert response.status_code < 400, (role, response.get_json())
-        else:
-            problem = response.get_json()
-            assert response.mimetype == "application/problem+json"
-            assert problem["status"] == 403 and problem["request_id"]
+    callers = {role: as_role(role, *scope_of(role)) for role in ROLES}
+    outcome = {role: outcome_of(role, caller.call(method, path, body() if body else None))
+               for role, caller in callers.items()}
     assert outcome == who
+
+
+@pytest.mark.parametrize("method,path,body,who", CALLS,
+                         ids=[f"{m} {p.split('?')[0]}" for m, p, _, _ in CALLS])
+def test_a_read_only_integration_reads_as_an_integration_and_writes_nothing(
+        network, gateway_app, method, path, body, who):
+    from gateway import tokens
+
+    with gateway_app.extensions["gateway"].db.unit_of_work() as session:
+        token = tokens.create(session, "integration", read_only=True).token
+    caller = Bearer(gateway_app.test_client(), token)
+    expected = who["integration"] if method in READ_ONLY_METHODS else NO
+    assert outcome_of("integration", caller.call(method, path, body() if body else None)) \
+        == expected
+
+
+@pytest.fixture
+def suite(make_gateway, live_inventory, live_allocation):
+    """A gateway in front of both services, the small tree with its roads, stock at KL."""
+    from gateway import tokens
+
+    app = make_gateway(inventory_url=live_inventory.url, allocation_url=live_allocation.url)
+    client = app.test_client()
+
+    def caller(role: str, *warehouses: str, read_only: bool = False) -> Bearer:
+        with app.extensions["gateway"].db.unit_of_work() as session:
+            return Bearer(client, tokens.create(session, role, warehouses, None, read_only).token)
+
+    admin = caller("admin")
+    build_tree(admin, with_roads=True)
+    assert admin.put("/api/v1/roads", roads_geojson()).status_code == 200
+    receive(admin, "KL", "TENT", 100)
+    return caller
+
+
+def incident_at(suite, warehouse: str) -> int:
+    declared = suite("admin").post("/api/v1/incidents", {
+        "type": "flood", "sites": [{"id": "S1", "warehouse": warehouse, "population": 10}]})
+    assert declared.status_code == 201, declared.get_json()
+    return declared.get_json()["id"]
+
+
+# Allocation calls, each role with its usual token (keeper and reporter at KL-T01, whose
+# township seat is an end of e2, e3, e4 and e8); the incident is in Kaili (KL-T01-V01).
+ALLOCATION_CALLS = [
+    ("GET", "/api/v1/roads", None, everyone()),
+    ("GET", "/api/v1/incidents/{incident}", None, everyone()),
+    ("POST", "/api/v1/incidents", lambda: {"type": "flood", "sites": [
+        {"warehouse": "KL-T01-V01"}]}, per(ALLOCATION, "incidents.write")),
+    ("PATCH", "/api/v1/incidents/{incident}", lambda: {"title": _code()},
+     per(ALLOCATION, "incidents.write")),
+    ("POST", "/api/v1/incidents/{incident}/allocations", lambda: {"demands": [
+        {"site": "S1", "item": "TENT", "quantity": 1}]}, per(ALLOCATION, "plans.write")),
+    ("POST", "/api/v1/roads/events", lambda: {"events": [
+        {"edge": "e3", "status": "degraded", "speed_factor": 0.5, "reason": "mud slide"}]},
+     per(ALLOCATION, "roads.report")),
+    ("POST", "/api/v1/replenishments", lambda: {"items": ["TENT"]},
+     per(ALLOCATION, "replenishment.write")),
+]
+
+
+@pytest.mark.parametrize("method,path,body,who", ALLOCATION_CALLS,
+                         ids=[f"{m} {p}" for m, p, _, _ in ALLOCATION_CALLS])
+def test_every_role_against_each_allocation_resource(suite, method, path, body, who):
+    path = path.format(incident=incident_at(suite, "KL-T01-V01"))
+    outcome = {role: outcome_of(role, suite(role, *scope_of(role)).call(
+        method, path, body() if body else None)) for role in ROLES}
+    assert outcome == who
+    read_only = suite("integration", read_only=True)
+    expected = who["integration"] if method in READ_ONLY_METHODS else NO
+    assert outcome_of("integration", read_only.call(method, path, body() if body else None)) \
+        == expected
+
+
+@pytest.mark.parametrize("scope,site,expected", [
+    (("KL",), "KL-T01-V01", OK),  # a village of its county
+    (("KL",), "KL", OK),  # the county depot itself
+    (("KL",), "LP", NO),  # the next county
+    (("KL",), "QDN", NO),  # the prefecture depot is above it
+    (("LP",), "KL-T01-V01", NO),
+    (("KL-T01",), "KL-T01-V02", OK),  # a commander bound to a township
+    (("KL-T01",), "KL-T02-V01", NO),
+    ((), "LP", OK),  # an unscoped commander is prefecture-wide
+])
+def test_a_county_commander_acts_on_incidents_in_its_county(suite, scope, site, expected):
+    commander = suite("commander", *scope)
+    declared = commander.post("/api/v1/incidents", {"type": "flood", "sites": [
+        {"id": "S1", "warehouse": site, "population": 10}]})
+    assert outcome_of("commander", declared) == expected
+    incident = incident_at(suite, site)
+    planned = commander.post(f"/api/v1/incidents/{incident}/allocations", {
+        "demands": [{"site": "S1", "item": "TENT", "quantity": 1}]})
+    assert outcome_of("commander", planned) == expected
+    assert commander.get(f"/api/v1/incidents/{incident}").status_code == 200  # reads: all
+
+
+@pytest.mark.parametrize("role,scope,edge,expected", [
+    ("reporter", ("KL-T01-V01",), "e3", OK),  # its own village road
+    ("reporter", ("KL-T01-V01",), "e2", OK),  # an end (KL-T01) 3 km away
+    ("reporter", ("KL-T01-V01",), "e9", NO),  # ends 8 and 13 km away
+    ("reporter", ("KL-T01-V01",), "e7", NO),  # the expressway to Liping
+    ("keeper", ("KL-T02",), "e9", OK),
+    ("keeper", ("KL-T02",), "e3", NO),
+    ("reporter", ("KL-T01-V01", "LP"), "e7", OK),  # several depots on one token
+    ("commander", ("KL",), "e7", OK),  # a county commander reports anywhere
+])
+def test_keepers_and_reporters_report_roads_near_their_depots(suite, role, scope, edge,
+                                                              expected):
+    reported = suite(role, *scope).post("/api/v1/roads/events", {"events": [
+        {"edge": edge, "status": "closed", "reason": "landslide"}]})
+    assert outcome_of(role, reported) == expected
+    if expected == NO:
+        assert edge in reported.get_json()["detail"]
 
 
 @pytest.mark.parametrize("scope,warehouse,expected", [
