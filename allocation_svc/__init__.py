@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from allocation_svc.inventory import HttpInventory
     from allocation_svc.models import idempotency
     from allocation_svc.plans import Allocation
+    from allocation_svc.prepositioning import Warnings
     from allocation_svc.replenish import Restocking
     from allocation_svc.roads import GraphCache
     from shared.client import ServiceClient
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                                               hold_ttl_s=settings.reservation_ttl_s,
                                               driving=driving(settings))
     app.extensions["restocking"] = Restocking(database, inventory, graphs)
+    app.extensions["warnings"] = Warnings(database, inventory, graphs)
     install(app, ServiceContext(settings, database, idempotency))
     return app
 

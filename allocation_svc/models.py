@@ -136,6 +136,23 @@ class Shipment(Base):
     note: Mapped[str | None] = mapped_column(String(400))
 
 
+class WeatherWarning(Base):
+    """A warning before anything happens: an area (townships or counties) and a window, and
+    the people it may drive from home, for which stock is moved towards it beforehand."""
+
+    __tablename__ = "warnings"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    area: Mapped[list] = mapped_column(JSON)  # warehouse codes: townships or counties
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    people: Mapped[int] = mapped_column(BigInteger)
+    days: Mapped[int] = mapped_column(Integer)
+    replenishment_id: Mapped[int | None] = mapped_column(BigInteger)  # its pre-positioning
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Replenishment(Base):
     __tablename__ = "replenishments"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

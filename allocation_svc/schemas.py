@@ -270,6 +270,32 @@ class ReplenishmentOut(Schema):
     executed_at = UtcDateTime(allow_none=True)
 
 
+class WarningIn(StrictSchema):
+    type = fields.String(required=True, validate=validate.OneOf(INCIDENT_TYPES))
+    area = fields.List(fields.String(validate=CODE), required=True,
+                       validate=validate.Length(1, 100), metadata={
+                           "description": "township or county depot codes"})
+    starts_at = UtcDateTime(required=True)
+    ends_at = UtcDateTime(required=True)
+    people = fields.Integer(strict=True, required=True, validate=validate.Range(1, 10_000_000),
+                            metadata={"description": "who may have to leave home"})
+    days = fields.Integer(strict=True, load_default=3, validate=validate.Range(1, 30))
+
+
+class WarningOut(Schema):
+    id = fields.Integer()
+    type = fields.String()
+    area = fields.List(fields.String())
+    starts_at = UtcDateTime()
+    ends_at = UtcDateTime()
+    people = fields.Integer()
+    days = fields.Integer()
+    replenishment_id = fields.Integer(allow_none=True, metadata={
+        "description": "its pre-positioning proposal, once asked for"})
+    created_by = fields.String()
+    created_at = UtcDateTime()
+
+
 IncidentPage = page_schema(IncidentOut)
 
 

@@ -53,6 +53,8 @@ def entities(type_: str, data: dict[str, Any]) -> set[str]:
     elif family == "transfer":
         about |= {f"transfer:{data.get('id')}", f"warehouse:{data.get('source')}",
                   f"warehouse:{data.get('destination')}"}
+    elif family == "warning":
+        about.add(f"warning:{data.get('id')}")
     elif family == "catalog":
         kind = "item" if data.get("entity") == "item" else "warehouse"
         about.add(f"{kind}:{data.get('code')}")

@@ -19,9 +19,9 @@ class EventQuery(PageQuery):
 
 class AuditQuery(PageQuery):
     entity = fields.String(required=True, validate=validate.Regexp(
-        r"^(plan|incident|warehouse|item|transfer|edge|roads|actor):[^\s]{1,110}$",
-        error="kind:id, kind one of plan, incident, warehouse, item, transfer, edge, roads, "
-              "actor"), metadata={"description": "what the story is about, e.g. plan:12, "
+        r"^(plan|incident|warning|warehouse|item|transfer|edge|roads|actor):[^\s]{1,110}$",
+        error="kind:id, kind one of plan, incident, warning, warehouse, item, transfer, edge, "
+              "roads, actor"), metadata={"description": "what the story is about, e.g. plan:12, "
                                                  "warehouse:KL, edge:e48, actor:李伟"})
     after = fields.Integer(strict=False, validate=validate.Range(0, 2 ** 62),
                            metadata={"description": "only events with an id above this one"})

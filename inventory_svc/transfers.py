@@ -27,7 +27,8 @@ MAX_ID = 2**63 - 1
 def create_transfer(session: Session, identity: Identity, data: dict[str, Any]) -> Transfer:
     source, destination, items = _resolve(session, identity, data, {}, {})
     expire_due(session)
-    ledger.lock_balances(session, [(source, item) for item in items.values()])
+    ledger.lock_balances(session, [(w, item) for item in items.values()
+                                   for w in (source, destination)])
     return _send(session, identity, [(source, destination, items)], [data])[0]
 
 
@@ -37,7 +38,8 @@ def create_transfers(session: Session, identity: Identity,
     is one call, not thousands. Every transfer is checked before any stock moves, and every
     source balance is locked at once, in the one order of `ledger.lock_balances`, so a batch
     never deadlocks with another command; a refusal names the transfer by its index
-    (`transfers.<i>.<field>`)."""
+    (`transfers.<i>.<field>`). The destinations' balances are made (and locked) too, so that
+    what is on the way shows in them (`in_transit`) before it arrives."""
     warehouses: dict[str, Warehouse] = {}
     items: dict[str, Item] = {}
     resolved = []
@@ -45,8 +47,8 @@ def create_transfers(session: Session, identity: Identity,
         with _numbered(index):
             resolved.append(_resolve(session, identity, data, warehouses, items))
     expire_due(session)
-    ledger.lock_balances(session, [(source, item) for source, _, lines in resolved
-                                   for item in lines.values()])
+    ledger.lock_balances(session, [(w, item) for source, destination, lines in resolved
+                                   for item in lines.values() for w in (source, destination)])
     return _send(session, identity, resolved, batch, numbered=True)
 
 

@@ -14,7 +14,7 @@ EVENT_TYPES = (
     "stock.changed", "stock.below_min", "catalog.changed", "incident.declared",
     "incident.updated", "incident.escalated", "allocation.planned", "allocation.dispatched",
     "allocation.cancelled", "allocation.lapsed", "allocation.affected", "allocation.delivered",
-    "road.changed", "transfer.created", "transfer.received",
+    "road.changed", "transfer.created", "transfer.received", "warning.issued",
 )
 
 

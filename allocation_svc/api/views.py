@@ -3,7 +3,7 @@ from __future__ import annotations
 from flask import current_app, request
 from flask.views import MethodView
 
-from allocation_svc import incidents, plans, roads
+from allocation_svc import incidents, plans, prepositioning, roads
 from allocation_svc.schemas import (
     AllocationIn,
     DeliveriesIn,
@@ -21,6 +21,8 @@ from allocation_svc.schemas import (
     RoadsQuery,
     RouteOut,
     RouteQuery,
+    WarningIn,
+    WarningOut,
 )
 from shared.schemas import page
 from shared.web import (
@@ -164,6 +166,33 @@ class Replan(MethodView):
     def post(self, identity, plan_id):
         """After road events: reroute undelivered shipments, re-source those cut off"""
         return allocation().replan(identity, plan_id)
+
+
+@blp.route("/warnings")
+class Warnings(MethodView):
+    @blp.arguments(WarningIn)
+    @blp.command(WarningOut)
+    def post(self, session, identity, data):
+        """A weather warning: an area and a window, before anything happens"""
+        return current_app.extensions["warnings"].issue(session, identity, data)
+
+
+@blp.route("/warnings/<int:warning_id>")
+class WarningById(MethodView):
+    @blp.response(200, WarningOut)
+    def get(self, warning_id):
+        """A warning, with its pre-positioning proposal once asked for"""
+        with current_app.extensions["warnings"].db.reading() as session:
+            return prepositioning.get(session, warning_id)
+
+
+@blp.route("/warnings/<int:warning_id>/prepositioning")
+class Prepositioning(MethodView):
+    @blp.command(ReplenishmentOut, transaction=False)
+    def post(self, identity, warning_id):
+        """Propose moving stock from the backbone to the warning's township centres before
+        anything happens (execute it as a replenishment)"""
+        return current_app.extensions["warnings"].preposition(identity, warning_id)
 
 
 @blp.route("/replenishments")
