@@ -46,7 +46,7 @@ WRITE_OFF_REASON = "expired"  # the reason of every write-off line, for the stoc
 
 
 class InsufficientStock(Conflict):
-    slug, title = "insufficient-stock", "Not enough stock"
+    slug, title = "insufficient-stock", _("Not enough stock")
 
 
 @dataclass

@@ -16,12 +16,13 @@ from inventory_svc.permissions import require
 from inventory_svc.vocabulary import COMMITTED, EXPIRED, HELD, ISSUE, RELEASED
 from shared.auth import Identity
 from shared.errors import Conflict, InvalidInput, NotFound
+from shared.i18n import _
 
 MAX_ID = 2**63 - 1
 
 
 class Shortfall(Conflict):
-    slug, title = "shortfall", "Not enough stock to hold"
+    slug, title = "shortfall", _("Not enough stock to hold")
 
 
 def create_reservation(session: Session, identity: Identity, data: dict[str, Any],

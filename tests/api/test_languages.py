@@ -22,7 +22,7 @@ def test_a_problem_answers_in_chinese_when_the_reader_prefers_it(inv, alloc):
     build_tree(inv)
     short = inv.post("/api/v1/movements", {"warehouse": "KL", "item": "TENT", "kind": "issue",
                                            "quantity": 3}, headers=ZH).get_json()
-    assert short["detail"] == "KL 的 TENT 可用 0 piece，申请 3"
+    assert (short["title"], short["detail"]) == ("库存不足", "KL 的 TENT 可用 0 piece，申请 3")
     assert short["available"] == 0
 
 
