@@ -17,7 +17,6 @@ trips (by vehicle), the longest trip, nothing unmet, the objective's gap to its 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,8 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import requests
-from bench_allocation import free_ports, serve, wait
+from bench_allocation import served
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from stormcase import storm, storm_townships  # noqa: E402
@@ -36,7 +34,6 @@ from allocation_svc.solver import Policy, solve  # noqa: E402
 from allocation_svc.trips import Driving  # noqa: E402
 from emsupply import dataset  # noqa: E402
 from emsupply.scenario import DAYS, POPULATION  # noqa: E402
-from shared import auth  # noqa: E402
 
 POLICIES = {
     "backbone": Policy(kind="backbone", keep_min=True, driving=Driving()),
@@ -110,31 +107,11 @@ def through_http(data: dataset.DataSet, repeat: int) -> dict:
         timed(local.call, extra)
         out[name]["in_process_request_s"] = statistics.median(
             timed(local.call, extra) for _ in range(repeat))
-    port = free_ports()
-    procs = [serve("inventory_svc", port + 1, env), serve("allocation_svc", port + 2, env)]
-    try:
-        for p in (port + 1, port + 2):
-            wait(p)
-        secret = (directory / "secret").read_text().strip()
-        commander = auth.Identity("bench", "admin")
-
-        def call(method, url_path, payload=None):
-            raw = json.dumps(payload).encode() if payload is not None else b""
-            headers = {**auth.sign(secret, commander, method, url_path, raw),
-                       "Content-Type": "application/json"}
-            response = requests.request(method, f"http://127.0.0.1:{port + 2}{url_path}",
-                                        data=raw or None, headers=headers, timeout=60)
-            assert response.status_code < 300, response.text
-            return response.json()
-
+    with served(directory, env) as call:
         for name, extra in HTTP.items():
             timed(call, extra)  # the worker's first load of the graph and trees
             out[name]["http_request_s"] = statistics.median(
                 timed(call, extra) for _ in range(repeat))
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(10)
     return out
 
 

@@ -39,22 +39,12 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from ports import free_block  # noqa: E402  (the tests' ports: below the ephemeral range)
+
 BIN = Path(sys.executable).parent
 ROLES = ("admin", "commander", "keeper", "integration", "viewer")
 SECRET = "campaign-secret-" + uuid.uuid4().hex
-
-
-def free_port(size: int = 1) -> int:
-    """A first port of `size` free consecutive ports."""
-    for base in range(21_000, 32_000, 7):
-        try:
-            for offset in range(size):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free ports")
 
 
 class PrivateCluster:
@@ -63,7 +53,7 @@ class PrivateCluster:
     def __init__(self, directory: Path):
         self.directory = directory
         self.data = directory / "pgdata"
-        self.port = free_port()
+        self.port = free_block(1)
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
     def _run(self, *command: str) -> None:
@@ -100,7 +90,7 @@ class Suite:
 
     def __init__(self, directory: Path, cluster: PrivateCluster):
         self.directory = directory
-        self.port = free_port(3)
+        self.port = free_block(3)
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "EMSUPPLY_SECRET": SECRET, "EMSUPPLY_DATA_DIR": str(directory),
                     "EMSUPPLY_INVENTORY_DB": cluster.url("inventory"),

@@ -164,10 +164,10 @@ def best_language() -> str:
 
 
 def install(app) -> None:
-    """Flask-Babel on `app`, choosing the language from Accept-Language."""
+    """Flask-Babel on `app`, choosing the language from Accept-Language (the words come from
+    `catalogue`, the same for the CLI and the services)."""
     from flask_babel import Babel
 
-    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
     Babel(app, locale_selector=best_language)
 
 

@@ -33,6 +33,13 @@ def build_tree(caller, with_roads: bool = False) -> None:
         assert response.status_code == 201, response.get_json()
 
 
+def build_network(inv, alloc) -> None:
+    """The tree with road nodes in the inventory, and its roads in the allocation service."""
+    build_tree(inv, with_roads=True)
+    response = alloc.put("/api/v1/roads", roads_geojson())
+    assert response.status_code == 200, response.get_json()
+
+
 def receive(caller, warehouse: str, item: str, quantity: int, **extra):
     body = {"warehouse": warehouse, "item": item, "kind": "receipt", "quantity": quantity, **extra}
     if item == "WATER":

@@ -7,7 +7,7 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from factories import build_tree, receive, roads_geojson
+from factories import build_network, receive, roads_geojson
 from sqlalchemy import select
 
 from allocation_svc.models import Plan
@@ -63,13 +63,18 @@ def test_trees_are_shared_between_workers_through_redis():
         client.delete(key)
 
 
-def test_plan_left_reserving_by_a_dead_process_is_reconciled(inv, alloc, allocation_app):
-    build_tree(inv, with_roads=True)
-    alloc.put("/api/v1/roads", roads_geojson())
+@pytest.fixture
+def flood(inv, alloc, allocation_app):
+    """A flood at a village of KL-T01, which holds 5 tents; and the plans of the service."""
+    build_network(inv, alloc)
     receive(inv, "KL-T01", "TENT", 5)
     incident = alloc.as_("commander").post("/api/v1/incidents", {
         "type": "flood", "sites": [{"id": "V1", "warehouse": "KL-T01-V01"}]}).get_json()
-    plans = allocation_app.extensions["allocation"]
+    return incident, allocation_app.extensions["allocation"]
+
+
+def test_plan_left_reserving_by_a_dead_process_is_reconciled(inv, flood):
+    incident, plans = flood
     real_reserve = plans.inventory.reserve
 
     def die(*args, **kwargs):
@@ -91,14 +96,9 @@ def test_plan_left_reserving_by_a_dead_process_is_reconciled(inv, alloc, allocat
     assert reconcile(plans.db, plans.inventory, plans.hold_ttl_s, older_than_s=60) == 0
 
 
-def test_a_new_plan_never_waits_on_reconciling_others(inv, alloc, allocation_app):
+def test_a_new_plan_never_waits_on_reconciling_others(inv, flood):
     """After a crash mid-plan, the next plan is made at once; the worker settles the old one."""
-    build_tree(inv, with_roads=True)
-    alloc.put("/api/v1/roads", roads_geojson())
-    receive(inv, "KL-T01", "TENT", 5)
-    incident = alloc.as_("commander").post("/api/v1/incidents", {
-        "type": "flood", "sites": [{"id": "V1", "warehouse": "KL-T01-V01"}]}).get_json()
-    plans = allocation_app.extensions["allocation"]
+    incident, plans = flood
     real_reserve, real_release = plans.inventory.reserve, plans.inventory.release
 
     def die(*args, **kwargs):
@@ -122,17 +122,12 @@ def test_a_new_plan_never_waits_on_reconciling_others(inv, alloc, allocation_app
     plans.inventory.release = real_release
 
 
-def test_a_hold_made_but_answered_too_late_is_undone(inv, alloc, allocation_app):
+def test_a_hold_made_but_answered_too_late_is_undone(inv, alloc, flood):
     """The inventory holds the stock, but its answer comes after the read timeout: the plan
     must not keep the stock held for nobody."""
     from shared.errors import UpstreamTimeout
 
-    build_tree(inv, with_roads=True)
-    alloc.put("/api/v1/roads", roads_geojson())
-    receive(inv, "KL-T01", "TENT", 5)
-    incident = alloc.as_("commander").post("/api/v1/incidents", {
-        "type": "flood", "sites": [{"id": "V1", "warehouse": "KL-T01-V01"}]}).get_json()
-    plans = allocation_app.extensions["allocation"]
+    incident, plans = flood
     real_reserve, calls = plans.inventory.reserve, []
 
     def late(*args, **kwargs):
@@ -156,8 +151,7 @@ def test_a_hold_made_but_answered_too_late_is_undone(inv, alloc, allocation_app)
 
 
 def test_a_site_off_the_road_network_is_422_not_500(inv, alloc):
-    build_tree(inv, with_roads=True)
-    alloc.put("/api/v1/roads", roads_geojson())
+    build_network(inv, alloc)
     incident = alloc.as_("commander").post("/api/v1/incidents", {
         "type": "flood", "sites": [{"id": "X", "node": "nowhere"}]}).get_json()
     response = alloc.as_("commander").post(

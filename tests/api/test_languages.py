@@ -3,7 +3,7 @@ when Accept-Language prefers it, English otherwise; what is stored stays the sam
 
 from __future__ import annotations
 
-from factories import build_tree, receive, roads_geojson
+from factories import build_network, build_tree, receive
 
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
 
@@ -27,8 +27,7 @@ def test_a_problem_answers_in_chinese_when_the_reader_prefers_it(inv, alloc):
 
 
 def test_plan_reasons_and_unmet_details_in_either_language(inv, alloc):
-    build_tree(inv, with_roads=True)
-    assert alloc.put("/api/v1/roads", roads_geojson()).status_code == 200
+    build_network(inv, alloc)
     receive(inv, "KL", "TENT", 20)
     incident = alloc.as_("commander").post("/api/v1/incidents", {
         "type": "flood", "sites": [{"id": "V1", "warehouse": "KL-T01-V01"}]}).get_json()

@@ -4,7 +4,7 @@ open roads; the commander executes it as transfers, and asking again orders noth
 
 from __future__ import annotations
 
-from factories import build_tree, receive, roads_geojson
+from factories import build_network, receive
 
 WARNING = {"type": "rainstorm", "area": ["KL-T01"], "starts_at": "2026-12-03T00:00:00Z",
            "ends_at": "2026-12-04T00:00:00Z", "people": 40, "days": 3}
@@ -16,8 +16,7 @@ def stock(inv, warehouse, item):
 
 
 def test_a_warning_moves_stock_towards_its_townships_before_anything_happens(inv, alloc):
-    build_tree(inv, with_roads=True)
-    assert alloc.put("/api/v1/roads", roads_geojson()).status_code == 200
+    build_network(inv, alloc)
     receive(inv, "KL", "TENT", 6)  # the county depot: 6 tents, min 0
     receive(inv, "QDN", "TENT", 100)
     receive(inv, "QDN", "QUILT", 100)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from factories import build_tree, receive, roads_geojson
+from factories import build_network, build_tree, receive, roads_geojson
 from harness import SECRET
 
 from shared.client import InProcessTransport, ServiceClient
@@ -45,8 +45,7 @@ def test_executing_a_replenishment_is_one_bulk_call_to_the_inventory(inv, counte
 
     app, transport = counted
     alloc = Caller(app.test_client())
-    build_tree(inv, with_roads=True)
-    assert alloc.put("/api/v1/roads", roads_geojson()).status_code == 200
+    build_network(inv, alloc)
     receive(inv, "KL", "TENT", 20)
     receive(inv, "QDN", "TENT", 100)
     receive(inv, "QDN", "QUILT", 100)
@@ -118,8 +117,7 @@ def test_two_thousand_transfers_are_one_call_of_a_few_seconds(inv):
 
 @pytest.fixture
 def mapped(inv, alloc):
-    build_tree(inv, with_roads=True)
-    assert alloc.put("/api/v1/roads", roads_geojson()).status_code == 200
+    build_network(inv, alloc)
     return alloc
 
 

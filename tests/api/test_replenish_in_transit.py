@@ -7,15 +7,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from factories import build_tree, receive, roads_geojson
+from factories import build_network, receive
 
 from inventory_svc import shelf
 
 
 @pytest.fixture
 def world(inv, alloc):
-    build_tree(inv, with_roads=True)
-    assert alloc.put("/api/v1/roads", roads_geojson()).status_code == 200
+    build_network(inv, alloc)
     receive(inv, "KL-T01", "TENT", 5)
     receive(inv, "KL", "TENT", 20)
     receive(inv, "QDN", "TENT", 100)
@@ -68,8 +67,7 @@ def test_stock_on_the_way_lowers_what_is_ordered(world):
 
 
 def test_stock_past_its_date_is_not_counted_as_stock(inv, alloc):
-    build_tree(inv, with_roads=True)
-    assert alloc.put("/api/v1/roads", roads_geojson()).status_code == 200
+    build_network(inv, alloc)
     past = (shelf.today() - timedelta(days=3)).isoformat()
     receive(inv, "KL-T01", "WATER", 40, expires_on=past)
     receive(inv, "KL", "WATER", 100)

@@ -9,7 +9,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from factories import build_tree, receive, roads_geojson
+from factories import build_network, receive
 from sqlalchemy import text
 
 from allocation_svc.plans import lapse_due
@@ -17,8 +17,7 @@ from allocation_svc.plans import lapse_due
 
 @pytest.fixture
 def world(inv, alloc):
-    build_tree(inv, with_roads=True)
-    assert alloc.put("/api/v1/roads", roads_geojson()).status_code == 200
+    build_network(inv, alloc)
     receive(inv, "KL", "TENT", 40)
     return inv, alloc
 

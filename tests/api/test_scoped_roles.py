@@ -5,7 +5,7 @@ roads near their depots, with a reason, and do nothing else."""
 from __future__ import annotations
 
 import pytest
-from factories import build_tree, receive, roads_geojson
+from factories import build_network, receive
 from harness import migrated
 
 from gateway import tokens
@@ -14,8 +14,7 @@ from shared.errors import InvalidInput
 
 @pytest.fixture
 def world(inv, alloc):
-    build_tree(inv, with_roads=True)
-    assert alloc.put("/api/v1/roads", roads_geojson()).status_code == 200
+    build_network(inv, alloc)
     receive(inv, "KL", "TENT", 50)
     receive(inv, "QDN", "TENT", 50)
     return inv, alloc
