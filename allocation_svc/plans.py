@@ -58,13 +58,15 @@ class Allocation:
             require_sites(identity, incident.sites)
             graph = roads.ensure_network(session, self.graphs)
             sites, level, drill = list(incident.sites), incident.level, incident.drill
-        demands = self._demands(sites, data)
+            kind = incident.type
+        demands = self._demands(sites, data, kind)
         _check_on_network(graph, demands)
         result = self._solve(graph, sites, demands, self._policy(data, level))
         return self._hold(self._record(identity, incident_id, graph.version, data, demands,
                                        result, drill))
 
-    def _demands(self, sites: list[dict], data: dict[str, Any]) -> list[solver.Demand]:
+    def _demands(self, sites: list[dict], data: dict[str, Any],
+                 kind: str) -> list[solver.Demand]:
         by_id = {site["id"]: site for site in sites}
         wanted: list[dict] = []
         for index, demand in enumerate(data.get("demands") or []):
@@ -77,7 +79,7 @@ class Allocation:
             wanted.append(demand)
         catalogue = self.inventory.items()
         if data.get("population_days"):
-            wanted.extend(derived_demands(sites, catalogue, data["population_days"]))
+            wanted.extend(derived_demands(sites, catalogue, data["population_days"], kind))
         if not wanted:
             raise InvalidInput(_("nothing to plan: give demands, or population_days with sites "
                                  "that have a population"),
@@ -511,19 +513,29 @@ def _undo_hold(inventory: Inventory, plan_id: int, lines: list[dict], ttl_s: int
     return True
 
 
-def derived_demands(sites: list[dict], items: list[dict], days: int) -> list[dict]:
-    """Demands from population and the items' norms: per person once, per person per day."""
+def norm(item: dict, kind: str | None) -> tuple[float, float]:
+    """An item's norm for an incident of type `kind`, per person once and per person per day:
+    the type's own where the item names it (heaters for snow and ice), else the general one."""
+    chosen = (item.get("type_norms") or {}).get(kind) if kind else None
+    chosen = item if chosen is None else chosen
+    return chosen.get("per_person") or 0.0, chosen.get("per_person_day") or 0.0
+
+
+def derived_demands(sites: list[dict], items: list[dict], days: int,
+                    kind: str | None = None) -> list[dict]:
+    """Demands from population and the items' norms for the incident's type: per person once,
+    per person per day (daily needs, water and food, come first)."""
     out = []
     for site in sites:
         people = site.get("population") or 0
         if people <= 0:
             continue
         for item in items:
-            need = people * (item.get("per_person") or 0) + \
-                people * (item.get("per_person_day") or 0) * days
+            once, daily = norm(item, kind)
+            need = people * once + people * daily * days
             if need > 0:
                 out.append({"site": site["id"], "item": item["sku"], "quantity": math.ceil(need),
-                            "priority": 1 if item.get("per_person_day") else 2})
+                            "priority": 1 if daily else 2})
     return out
 
 

@@ -24,6 +24,7 @@ from allocation_svc import roads
 from allocation_svc.inventory import Inventory, Network
 from allocation_svc.models import Replenishment, WeatherWarning, outbox
 from allocation_svc.permissions import require, require_sites
+from allocation_svc.plans import norm
 from allocation_svc.roadgraph import NoRoute
 from allocation_svc.vocabulary import (
     ACTIVE,
@@ -52,9 +53,10 @@ def townships_of(network: Network, area: list[str]) -> list[int]:
 
 
 def proposals(network: Network, graph, area: list[str], people: int, days: int,
-              catalogue: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The transfers that bring the area's township centres up to the norms for `people`
-    over `days`, and what the backbone cannot send."""
+              catalogue: list[dict], kind: str | None = None) -> tuple[list[dict], list[dict]]:
+    """The transfers that bring the area's township centres up to the norms (of the warning's
+    type: heaters before a freeze) for `people` over `days`, and what the backbone cannot
+    send."""
     w, s = network.warehouses, network.stock
     towns = townships_of(network, area)
     if not towns:
@@ -74,8 +76,8 @@ def proposals(network: Network, graph, area: list[str], people: int, days: int,
     for town in towns:
         sources = _sources(w, graph, town, backbone)
         for item in catalogue:
-            need = math.ceil(share * (item.get("per_person") or 0)
-                             + share * (item.get("per_person_day") or 0) * days)
+            once, daily = norm(item, kind)
+            need = math.ceil(share * once + share * daily * days)
             wanted = need - have.get((town, item["sku"]), 0)
             for source, route in sources:
                 if wanted <= 0:
@@ -149,7 +151,7 @@ class Warnings:
         catalogue = self.inventory.items()
         network = self.inventory.network([item["sku"] for item in catalogue])
         lines, short = proposals(network, graph, warning.area, warning.people, warning.days,
-                                 catalogue)
+                                 catalogue, warning.type)
         with self.db.unit_of_work() as session:
             warning = get(session, warning_id, lock=True)
             if warning.replenishment_id is not None:  # proposed meanwhile

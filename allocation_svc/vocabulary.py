@@ -1,15 +1,16 @@
-"""The allocation service's words, one home each: incident levels, types and statuses, sourcing
-policies, replenishment statuses, and the inventory's word for a depot that may send. Plan and
-shipment statuses live with their transitions in `lifecycle`; road statuses in `roadtable`."""
+"""The allocation service's words, one home each: incident levels and statuses (the types are
+shared with the inventory), sourcing policies, replenishment statuses, and the inventory's word
+for a depot that may send. Plan and shipment statuses live with their transitions in
+`lifecycle`; road statuses in `roadtable`."""
 
 from __future__ import annotations
+
+from shared.vocabulary import INCIDENT_TYPES  # noqa: F401 (its home is shared: items name them)
 
 # Response levels, I the most severe. Levels I and II go straight to the whole prefecture.
 LEVELS = ("I", "II", "III", "IV")
 PREFECTURE_LEVELS = ("I", "II")
 
-INCIDENT_TYPES = ("flood", "rainstorm", "landslide", "geological", "hail", "snow_ice",
-                  "forest_fire", "fire", "earthquake", "production_safety", "other")
 INCIDENT_OPEN, INCIDENT_CLOSED = "open", "closed"
 INCIDENT_STATUSES = (INCIDENT_OPEN, INCIDENT_CLOSED)
 

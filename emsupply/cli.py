@@ -362,21 +362,25 @@ def _output(path: Path):
 @click.option("--token", envvar="EMSUPPLY_TOKEN",
               help="a commander's token (default with --data-dir: the demo commander's, or a "
                    "new one)")
+@click.option("--keeper-token", envvar="EMSUPPLY_KEEPER_TOKEN",
+              help="with --url: a keeper's token for the storm's townships, to receive the "
+                   "stock moved there after the warning (with --data-dir: made for them)")
 @click.option("--county", help="the county the storm hits (default: Rongjiang, RJ)")
 @click.option("--lang", "language", metavar="zh|en",
               help="the language of the story (default: the locale's, LC_ALL / LC_MESSAGES / "
                    "LANG, when it is Chinese or English; otherwise Chinese)")
 def scenario(story: str, data_dir: Path, url: str | None, token: str | None,
-             county: str | None, language: str | None) -> None:
-    """Tell the storyline of a response through the public API of a running suite: a storm,
-    first and full reports, a plan, a landslide, re-plan, dispatch, deliveries, restocking.
-    Exits non-zero if any step fails."""
+             keeper_token: str | None, county: str | None, language: str | None) -> None:
+    """Tell the storyline of a response through the public API of a running suite: a storm's
+    warning and the stock moved beforehand, first and full reports, a plan, a landslide and an
+    escalation, re-plan, dispatch, deliveries, restocking. Exits non-zero if any step fails."""
     from emsupply import supervisor
     from emsupply.scenario import StepFailed, Storm
     from emsupply.suite import HttpSuite
     from shared.i18n import _, localize
 
     data_dir = data_dir.resolve()
+    local = not url
     if not url:
         state = supervisor.running_suite(data_dir)
         if state is None:
@@ -393,14 +397,24 @@ def scenario(story: str, data_dir: Path, url: str | None, token: str | None,
         raise click.UsageError("--url needs --token (a commander's, or EMSUPPLY_TOKEN)")
     language = _language(language)
     client = HttpSuite(url, token, timeout=180.0, language=language)
+    opened = [client]
+
+    def keepers(warehouses: list[str]) -> HttpSuite:
+        chosen = keeper_token or _issue_token(data_dir, "keeper", "storm-keepers",
+                                              tuple(warehouses))
+        opened.append(HttpSuite(url, chosen, timeout=180.0, language=language))
+        return opened[-1]
+
     click.echo(f"through {url}/api/v1\n")
     try:
-        outcome = Storm(client, click.echo, county, language).run()
+        outcome = Storm(client, click.echo, county, language,
+                        keepers if local or keeper_token else None).run()
     except StepFailed as exc:
         _err(localize(_("scenario failed: %(why)s", why=exc.said), language))
         sys.exit(1)
     finally:
-        client.close()
+        for each in opened:
+            each.close()
     click.echo(localize(_(
         "storm scenario done in %(seconds).1f s: incident %(incident)s, plan %(plan)s, "
         "%(shipped)s units shipped, %(unmet)s unmet, road %(road)s closed, %(transfers)s "

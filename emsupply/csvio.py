@@ -81,8 +81,28 @@ def _day(raw: str) -> str:
     return date.fromisoformat(raw).isoformat()
 
 
+def _type_norms(raw: str) -> dict[str, dict[str, float]]:
+    """`snow_ice=0.25; flood=0.1/0`: per incident type, per person (and per person per day,
+    after a slash). The types are checked by the item schema, the numbers here."""
+    out: dict[str, dict[str, float]] = {}
+    for entry in filter(None, (part.strip() for part in raw.split(";"))):
+        kind, sep, numbers = entry.partition("=")
+        once, _slash, daily = numbers.partition("/")
+        if not sep or not kind.strip() or kind.strip() in out:
+            raise ValueError
+        out[kind.strip()] = {"per_person": _number(once),
+                             "per_person_day": _number(daily) if daily.strip() else 0.0}
+    return out
+
+
+def _type_norms_cell(norms: dict[str, dict[str, float]]) -> str:
+    return "; ".join(f"{kind}={n.get('per_person') or 0:g}/{n.get('per_person_day') or 0:g}"
+                     for kind, n in sorted(norms.items()))
+
+
 _EXPECTED = {_number: "a number", _whole: "a whole number", _boolean: "true or false",
-             _day: "a date (YYYY-MM-DD)", _text: "text"}
+             _day: "a date (YYYY-MM-DD)", _text: "text",
+             _type_norms: "norms by incident type (snow_ice=0.25; flood=0.1/0)"}
 
 
 @dataclass(frozen=True)
@@ -100,7 +120,8 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     "items": (Column("sku", required=True), Column("name", required=True), Column("name_zh"),
               Column("unit", required=True), Column("category"),
               Column("unit_weight_kg", _number), Column("perishable", _boolean),
-              Column("per_person", _number), Column("per_person_day", _number)),
+              Column("per_person", _number), Column("per_person_day", _number),
+              Column("type_norms", _type_norms)),
     "levels": (Column("warehouse", required=True), Column("item", required=True),
                Column("min", _whole, True), Column("target", _whole, True)),
     "stock": (Column("warehouse", required=True), Column("item", required=True),
@@ -542,6 +563,8 @@ def export(client: SuiteClient, kind: str, out: TextIO, progress: Progress) -> i
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict):
+        return _type_norms_cell(value)
     return str(value)
 
 

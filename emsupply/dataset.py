@@ -115,41 +115,53 @@ _EXPRESSWAYS = (
 _NATIONAL_ROADS = ("QDN KL", "KL MJ", "HP SB", "LS DZ", "MJ DZ", "JP LP", "CG SS")
 
 # sku, name, name_zh, unit, category, unit_weight_kg, per_person, per_person_day,
-# shelf life in days (0 = not perishable), target stock at prefecture / county / township / village.
+# shelf life in days (0 = not perishable), target stock at prefecture / county / township / village,
+# and the norms an incident of a type uses instead (per_person, per_person_day): a flood's life
+# jackets, sandbags and pumps, a snow-and-ice response's (凝冻) heaters, de-icing salt, chains
+# and a second quilt, a forest fire's extinguishers and blowers for the village fire teams.
 _ITEMS = (
     ("TENT", "Relief tent (12 m2)", "救灾帐篷", "piece", "shelter", 35.0, 0.25, 0.0, 0,
-     (2000, 300, 20, 0)),
-    ("QUILT", "Quilt", "棉被", "piece", "bedding", 2.5, 1.0, 0.0, 0, (10000, 1500, 100, 10)),
+     (2000, 300, 20, 0), {}),
+    ("QUILT", "Quilt", "棉被", "piece", "bedding", 2.5, 1.0, 0.0, 0, (10000, 1500, 100, 10),
+     {"snow_ice": (2.0, 0.0)}),
     ("COTTON-COAT", "Cotton coat", "棉大衣", "piece", "clothing", 1.8, 1.0, 0.0, 0,
-     (8000, 1000, 60, 0)),
+     (8000, 1000, 60, 0), {}),
     ("FOLDING-BED", "Folding bed", "折叠床", "piece", "shelter", 12.0, 0.5, 0.0, 0,
-     (5000, 400, 30, 0)),
+     (5000, 400, 30, 0), {}),
     ("TARPAULIN", "Tarpaulin (4 x 6 m)", "篷布", "piece", "shelter", 3.0, 0.2, 0.0, 0,
-     (4000, 600, 50, 5)),
+     (4000, 600, 50, 5), {}),
     ("WATER-550", "Bottled water (550 ml)", "瓶装饮用水", "bottle", "food", 0.58, 0.0, 3.0, 540,
-     (100000, 8000, 600, 48)),
-    ("RICE", "Rice", "大米", "kg", "food", 1.0, 0.0, 0.5, 365, (20000, 3000, 300, 0)),
+     (100000, 8000, 600, 48), {}),
+    ("RICE", "Rice", "大米", "kg", "food", 1.0, 0.0, 0.5, 365, (20000, 3000, 300, 0), {}),
     ("INSTANT-FOOD", "Instant food", "方便食品", "pack", "food", 0.15, 0.0, 2.0, 270,
-     (60000, 5000, 400, 30)),
-    ("RAINCOAT", "Raincoat", "雨衣", "piece", "clothing", 0.5, 0.2, 0.0, 0, (5000, 800, 80, 10)),
+     (60000, 5000, 400, 30), {}),
+    ("RAINCOAT", "Raincoat", "雨衣", "piece", "clothing", 0.5, 0.2, 0.0, 0, (5000, 800, 80, 10),
+     {}),
     ("RUBBER-BOOTS", "Rubber boots", "雨靴", "pair", "clothing", 1.5, 0.2, 0.0, 0,
-     (4000, 600, 60, 10)),
+     (4000, 600, 60, 10), {}),
     ("LIFE-JACKET", "Life jacket", "救生衣", "piece", "rescue", 0.8, 0.0, 0.0, 0,
-     (2000, 300, 30, 5)),
+     (2000, 300, 30, 5), {"flood": (0.1, 0.0)}),
     ("SANDBAG", "Sandbag (woven, empty)", "防汛编织袋", "piece", "flood", 0.1, 0.0, 0.0, 0,
-     (100000, 15000, 1000, 100)),
+     (100000, 15000, 1000, 100), {"flood": (5.0, 0.0)}),
     ("FLASHLIGHT", "Flashlight", "手电筒", "piece", "lighting", 0.3, 0.2, 0.0, 0,
-     (3000, 500, 50, 10)),
+     (3000, 500, 50, 10), {}),
     ("GENERATOR", "Generator (5 kW)", "发电机", "set", "power", 85.0, 0.0, 0.0, 0,
-     (100, 20, 2, 0)),
-    ("CHAINSAW", "Chainsaw", "油锯", "set", "rescue", 7.0, 0.0, 0.0, 0, (200, 30, 3, 0)),
-    ("WATER-PUMP", "Water pump", "抽水泵", "set", "flood", 25.0, 0.0, 0.0, 0, (150, 25, 2, 0)),
+     (100, 20, 2, 0), {}),
+    ("CHAINSAW", "Chainsaw", "油锯", "set", "rescue", 7.0, 0.0, 0.0, 0, (200, 30, 3, 0), {}),
+    ("WATER-PUMP", "Water pump", "抽水泵", "set", "flood", 25.0, 0.0, 0.0, 0, (150, 25, 2, 0),
+     {"flood": (0.002, 0.0)}),
     ("EXTINGUISHER", "Fire extinguisher (4 kg dry powder)", "灭火器", "piece", "fire", 7.0, 0.0,
-     0.0, 0, (2000, 300, 40, 6)),
+     0.0, 0, (2000, 300, 40, 6), {"forest_fire": (0.02, 0.0)}),
     ("FIRE-BLOWER", "Forest-fire blower", "风力灭火机", "set", "fire", 11.0, 0.0, 0.0, 0,
-     (500, 80, 8, 2)),
+     (500, 80, 8, 2), {"forest_fire": (0.005, 0.0)}),
     ("FIRST-AID-KIT", "First-aid kit", "急救包", "box", "medical", 1.2, 0.05, 0.0, 900,
-     (3000, 400, 40, 5)),
+     (3000, 400, 40, 5), {}),
+    ("HEATER", "Heater (2 kW, electric)", "取暖器", "piece", "heating", 4.0, 0.0, 0.0, 0,
+     (2000, 300, 20, 0), {"snow_ice": (0.25, 0.0)}),
+    ("DEICING-SALT", "De-icing salt", "融雪剂", "kg", "snow_ice", 1.0, 0.0, 0.0, 0,
+     (50000, 6000, 400, 0), {"snow_ice": (2.0, 0.0)}),
+    ("SNOW-CHAINS", "Snow chains (set of 2)", "防滑链", "set", "snow_ice", 6.0, 0.0, 0.0, 0,
+     (600, 80, 6, 0), {"snow_ice": (0.02, 0.0)}),
 )
 _SHELF_DAYS = np.array([row[8] for row in _ITEMS])
 _TARGETS = np.array([row[9] for row in _ITEMS], dtype=np.float64)  # (items, levels)
@@ -396,8 +408,10 @@ def _assemble(seed: int, layers: list[_Layer], box: tuple[float, ...], with_stoc
     ]
     items = [{"sku": s, "name": n, "name_zh": zh, "unit": u, "category": cat,
               "unit_weight_kg": w, "perishable": shelf > 0, "per_person": pp,
-              "per_person_day": ppd}
-             for s, n, zh, u, cat, w, pp, ppd, shelf, _ in _ITEMS]
+              "per_person_day": ppd,
+              "type_norms": {kind: {"per_person": a, "per_person_day": b}
+                            for kind, (a, b) in by_type.items()}}
+             for s, n, zh, u, cat, w, pp, ppd, shelf, _, by_type in _ITEMS]
     stock: list[dict] = []
     levels: list[dict] = []
     if with_stock:

@@ -1,7 +1,10 @@
 """`emsupply scenario storm`: the storyline of a real response, told through the suite's public
 API with a commander's token, each step printed as a readable table.
 
-A heavy rainstorm hits three neighbouring townships of one county. The first report (within two
+A heavy rainstorm is forecast for three neighbouring townships of one county: the weather warning
+(the source document's "four earlies": early warning, consultation, response, evacuation) expects
+3,000 people to leave home, and the commander moves stock from the backbone to the townships'
+centres beforehand, where their keepers receive it. The rain comes. The first report (within two
 minutes) carries only the type and one site; the full report follows: level IV, 9,690 people to
 resettle for 3 days. The commander asks for a plan from the items' population norms, by the
 default policy, the backbone (州级为支撑、县级为基础、乡村为补充: the townships' own depots first,
@@ -32,12 +35,14 @@ from shared.i18n import _, localize
 
 POPULATION = (4260, 3180, 2250)  # 9,690 people to resettle, as in 2021-2022 (DOMAIN.md)
 DAYS = 3
+WARNED = 3000  # whom the warning expects to leave home: fewer than the storm then drives out
 PREFERRED_COUNTY = "RJ"  # Rongjiang, on the Duliu river, floods often
 LEVEL_RANK = {"prefecture": 0, "county": 1, "township": 2, "village": 3}
 WORDS = {"prefecture": _("prefecture"), "county": _("county"), "township": _("township"),
          "village": _("village"), "lorry": _("lorry"), "van": _("van"), "pickup": _("pickup"),
          "rerouted": _("rerouted"), "re-sourced": _("re-sourced"), "stranded": _("stranded"),
-         "planned": _("planned"), "dispatched": _("dispatched"), "delivered": _("delivered")}
+         "planned": _("planned"), "dispatched": _("dispatched"), "delivered": _("delivered"),
+         "rainstorm": _("rainstorm")}
 ROADS = {"expressway": _("expressway"), "national": _("national road"),
          "provincial": _("provincial road"), "county": _("county road"),
          "township": _("township road"), "village": _("village road")}
@@ -59,6 +64,9 @@ class Outcome:
     county: str | None = None
     townships: list[str] = field(default_factory=list)
     closed_edge: str | None = None
+    warning: int | None = None
+    prepositioned: list[int] = field(default_factory=list)  # transfers, received or on the way
+    received: int = 0
     replenishments: list[int] = field(default_factory=list)
     transfers: list[int] = field(default_factory=list)
     shipped: int = 0
@@ -166,9 +174,14 @@ def uses(path: list[str], edge: dict) -> bool:
 
 
 class Storm:
+    """`keepers`, when given, makes a client for the keepers of some depots (to receive the
+    pre-positioned stock at the townships' centres); without it that stock stays in transit."""
+
     def __init__(self, client: SuiteClient, echo: Callable[[str], None] = print,
-                 county: str | None = None, language: str = "en"):
+                 county: str | None = None, language: str = "en",
+                 keepers: Callable[[list[str]], SuiteClient] | None = None):
         self.client, self.county, self.language = client, county, language
+        self.keepers = keepers
         self.echo = lambda text: echo(localize(text, language))
         self.outcome = Outcome()
         self.step_no = 0
@@ -183,6 +196,8 @@ class Storm:
     def run(self) -> Outcome:
         started = time.monotonic()
         steps = [
+            (self.warning, _("Early warning: a rainstorm is forecast for three townships; stock "
+                             "moves towards them beforehand")),
             (self.first_report, _("First report, within two minutes: a rainstorm, one site")),
             (self.full_report, _("Full report: level IV, 9,690 people to resettle for 3 days in "
                                  "three townships")),
@@ -213,16 +228,57 @@ class Storm:
         self.outcome.seconds = time.monotonic() - started
         return self.outcome
 
-    def first_report(self, state: dict) -> None:
+    def warning(self, state: dict) -> None:
         county, townships = self._place()
         self.outcome.county, self.outcome.townships = county, townships
+        self._learn()
+        now = datetime.now(UTC)
+        warning = self.client.call("POST", "/api/v1/warnings", {
+            "type": "rainstorm", "area": townships, "starts_at": _iso(now + timedelta(hours=6)),
+            "ends_at": _iso(now + timedelta(days=DAYS)), "people": WARNED, "days": DAYS})
+        self.outcome.warning = warning["id"]
+        self.echo(_("  warning %(warning)s: %(people)s people may have to leave home for "
+                    "%(days)s days, from %(start)s UTC", warning=warning["id"],
+                    people=f"{WARNED:,}", days=DAYS, start=warning["starts_at"][11:16]))
+        proposal = self.client.call("POST", f"/api/v1/warnings/{warning['id']}/prepositioning")
+        done = self.client.call("POST", f"/api/v1/replenishments/{proposal['id']}/execute")
+        self.outcome.prepositioned = [t["id"] for t in done["transfers"]]
+        by_route: dict[tuple[str, str], list] = {}
+        for line in proposal["lines"]:
+            entry = by_route.setdefault((line["source"], line["destination"]),
+                                        [0, 0, line["path"], line["minutes"]])
+            entry[0] += 1
+            entry[1] += line["quantity"]
+        self.echo(self.table([_("from"), _("to"), _("items"), _("units"), _("by road"),
+                              _("arrives")],
+                             [[self._short(a), self._short(b), n, f"{units:,}", self._road(path),
+                               self._duration(minutes)]
+                              for (a, b), (n, units, path, minutes) in sorted(by_route.items())]))
+        if proposal["short"]:
+            self.echo(_("  %(count)s lines the backbone cannot spare above its min now",
+                        count=len(proposal["short"])))
+        if self.keepers is None:
+            self.echo(_("  %(transfers)s transfers in transit until the townships' keepers "
+                        "receive them", transfers=len(self.outcome.prepositioned)))
+            return
+        keepers = self.keepers(townships)
+        for transfer in self.outcome.prepositioned:
+            keepers.call("POST", f"/api/v1/transfers/{transfer}/receive", {},
+                         {"Idempotency-Key": f"storm:{warning['id']}:receive:{transfer}"})
+            self.outcome.received += 1
+        self.echo(_("  %(transfers)s transfers received by the townships' keepers before the "
+                    "rain", transfers=self.outcome.received))
+
+    def first_report(self, state: dict) -> None:
+        townships = self.outcome.townships
         incident = self.client.call("POST", "/api/v1/incidents", {
             "type": "rainstorm", "sites": [{"id": townships[0], "warehouse": townships[0]}]})
         state["incident"] = self.outcome.incident = incident["id"]
         site = incident["sites"][0]
         self.echo(self.table([_("incident"), _("type"), _("level"), _("site"), _("township"),
                               _("county")],
-                             [[incident["id"], incident["type"], incident["level"], site["id"],
+                             [[incident["id"], WORDS.get(incident["type"], incident["type"]),
+                               incident["level"], site["id"],
                                self.names.get(site["township"], site["township"]),
                                self.names.get(site["county"], site["county"])]]))
 
@@ -249,12 +305,6 @@ class Storm:
             "POST", f"/api/v1/incidents/{state['incident']}/allocations",
             {"population_days": DAYS}, {"Idempotency-Key": f"storm:{state['incident']}:plan"})
         state["plan"] = self.outcome.plan = plan["id"]
-        self.roads = Roads(self.client.call("GET", "/api/v1/roads"))
-        warehouses = self.client.pages("/api/v1/warehouses")
-        self.levels = {w["code"]: w["level"] for w in warehouses}
-        self.paths = {w["code"]: w["path"] for w in warehouses}
-        self.names.update({w["code"]: self._name(w) for w in warehouses})
-        self.items = {i["sku"]: self._name(i) for i in self.client.pages("/api/v1/items")}
         live = [s for s in plan["shipments"] if s["status"] != "stranded"]
         self.echo(_("  plan %(plan)s: %(status)s, %(shipments)s shipments in %(trips)s trips "
                     "from %(depots)s depots, graph version %(version)s",
@@ -478,6 +528,15 @@ class Storm:
                                self.outcome.unmet, _("no")]]))
 
     # --- helpers -------------------------------------------------------------------------
+    def _learn(self) -> None:
+        """The roads, depots and items the story names."""
+        self.roads = Roads(self.client.call("GET", "/api/v1/roads"))
+        warehouses = self.client.pages("/api/v1/warehouses")
+        self.levels = {w["code"]: w["level"] for w in warehouses}
+        self.paths = {w["code"]: w["path"] for w in warehouses}
+        self.names.update({w["code"]: self._name(w) for w in warehouses})
+        self.items = {i["sku"]: self._name(i) for i in self.client.pages("/api/v1/items")}
+
     def _place(self) -> tuple[str, list[str]]:
         """The county (an active depot with at least three townships) and its three
         townships nearest to each other, around the one nearest the county seat."""
@@ -486,7 +545,7 @@ class Storm:
         order = sorted(counties, key=lambda c: (c["code"] != (self.county or PREFERRED_COUNTY),
                                                 c["code"]))
         if self.county and (not order or order[0]["code"] != self.county):
-            raise StepFailed("first report", localize(_(
+            raise StepFailed("warning", localize(_(
                 "no active county depot %(county)s", county=self.county), self.language))
         for county in order:
             townships = [t for t in self.client.pages(
@@ -503,7 +562,7 @@ class Storm:
             rest = sorted((t for t in townships if t is not first),
                           key=lambda t: (far(t, first), t["code"]))[:2]
             return county["code"], [first["code"]] + [t["code"] for t in rest]
-        raise StepFailed("first report", localize(_(
+        raise StepFailed("warning", localize(_(
             "no active county depot with three townships: seed the suite first (emsupply seed "
             "qiandongnan)"), self.language))
 

@@ -30,7 +30,7 @@ ROUTES = {
     "movements": "inventory", "transfers": "inventory", "stocktakes": "inventory",
     "reservations": "inventory",
     "roads": "allocation", "routes": "allocation", "incidents": "allocation",
-    "allocations": "allocation", "replenishments": "allocation",
+    "allocations": "allocation", "replenishments": "allocation", "warnings": "allocation",
 }
 PREFIX = "/api/v1/"
 SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))

@@ -65,6 +65,9 @@ class Item(Base):
     perishable: Mapped[bool] = mapped_column(Boolean, default=False)
     per_person: Mapped[float] = mapped_column(Float, default=0.0)
     per_person_day: Mapped[float] = mapped_column(Float, default=0.0)
+    # {incident type: {"per_person": x, "per_person_day": y}}: an incident of that type uses
+    # these norms instead of the two above (heaters for snow and ice, life jackets for a flood).
+    type_norms: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
 class Stock(Base):

@@ -22,6 +22,7 @@ from shared.schemas import (
     UtcDateTime,
     page_schema,
 )
+from shared.vocabulary import INCIDENT_TYPES
 
 
 class WarehouseIn(StrictSchema):
@@ -66,6 +67,11 @@ class WarehouseQuery(PageQuery):
     status = fields.String(validate=validate.OneOf(WAREHOUSE_STATUSES))
 
 
+class NormIn(StrictSchema):
+    per_person = fields.Float(load_default=0.0, validate=validate.Range(0, 1_000))
+    per_person_day = fields.Float(load_default=0.0, validate=validate.Range(0, 1_000))
+
+
 class ItemIn(StrictSchema):
     sku = fields.String(required=True, validate=CODE)
     name = Text(200, required=True)
@@ -76,6 +82,12 @@ class ItemIn(StrictSchema):
     perishable = fields.Boolean(load_default=False)
     per_person = fields.Float(load_default=0.0, validate=validate.Range(0, 1_000))
     per_person_day = fields.Float(load_default=0.0, validate=validate.Range(0, 1_000))
+    type_norms = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(INCIDENT_TYPES)),
+        values=fields.Nested(NormIn), load_default=dict,
+        metadata={"description": "Norms per incident type, used instead of `per_person` and "
+                                 "`per_person_day` when an incident of that type derives its "
+                                 "demands: {\"snow_ice\": {\"per_person\": 0.25}}"})
 
 
 class ItemOut(ItemIn):

@@ -220,6 +220,21 @@ def test_plan_from_population_norms(world):
     assert wanted["TENT"] == 10 and wanted["QUILT"] == 40 and wanted["WATER"] == 360
 
 
+def test_a_snow_and_ice_response_derives_its_own_items(world):
+    inv, alloc = world
+    heater = {"sku": "HEATER", "name": "Heater", "name_zh": "取暖器", "unit": "piece",
+              "unit_weight_kg": 4.0, "type_norms": {"snow_ice": {"per_person": 0.25}}}
+    assert inv.post("/api/v1/items", heater).status_code == 201
+    demands = {}
+    for kind in ("snow_ice", "flood"):
+        incident = declare(alloc, type=kind)
+        body = alloc.as_("commander").post(f"/api/v1/incidents/{incident['id']}/allocations",
+                                           {"population_days": 3}).get_json()
+        demands[kind] = {d["item"]: d["quantity"] for d in body["demands"]}
+    assert demands["snow_ice"] == {"TENT": 10, "QUILT": 40, "WATER": 360, "HEATER": 10}
+    assert demands["flood"] == {"TENT": 10, "QUILT": 40, "WATER": 360}
+
+
 def test_idempotent_plan_request(world):
     inv, alloc = world
     incident = declare(alloc)

@@ -151,7 +151,8 @@ def test_items(inv):
     water = inv.get("/api/v1/items/WATER").get_json()
     assert water == {"sku": "WATER", "name": "Bottled water", "name_zh": "瓶装水",
                      "unit": "bottle", "category": "food", "unit_weight_kg": 0.55,
-                     "perishable": True, "per_person": 0.0, "per_person_day": 3.0}
+                     "perishable": True, "per_person": 0.0, "per_person_day": 3.0,
+                     "type_norms": {}}
     tent = inv.get("/api/v1/items/TENT").get_json()
     assert tent["perishable"] is False and tent["per_person"] == 0.25
     minimal = inv.post("/api/v1/items", {"sku": "SOAP", "name": "Soap", "unit": "bar"})
@@ -161,3 +162,23 @@ def test_items(inv):
     second = inv.get(f"/api/v1/items?limit=2&cursor={first['next_cursor']}").get_json()
     assert [r["sku"] for r in first["items"] + second["items"]] == [
         "TENT", "QUILT", "WATER", "SOAP"]
+
+
+def test_items_carry_norms_per_incident_type(inv):
+    heater = {"sku": "HEATER", "name": "Heater", "name_zh": "取暖器", "unit": "piece",
+              "type_norms": {"snow_ice": {"per_person": 0.25}}}
+    made = inv.post("/api/v1/items", heater)
+    assert made.status_code == 201, made.get_json()
+    assert made.get_json()["type_norms"] == {"snow_ice": {"per_person": 0.25,
+                                                          "per_person_day": 0.0}}
+    assert inv.get("/api/v1/items/HEATER").get_json()["type_norms"] == \
+        made.get_json()["type_norms"]
+    for norms, field in (({"blizzard": {"per_person": 1}}, "type_norms"),
+                         ({"flood": {"per_person": -1}}, "type_norms.flood.value.per_person"),
+                         ({"flood": {"per_hour": 1}}, "type_norms.flood.value.per_hour"),
+                         ({"flood": 2}, "type_norms.flood.value")):
+        refused = inv.post("/api/v1/items", {**heater, "sku": "HEATER-2", "type_norms": norms})
+        assert refused.status_code == 422, (norms, refused.get_json())
+        problem = refused.get_json()
+        assert any(name.startswith(field) for name in problem["errors"]), (norms, problem)
+    assert inv.get("/api/v1/items/HEATER-2").status_code == 404

@@ -46,3 +46,19 @@ def test_a_warning_moves_stock_towards_its_townships_before_anything_happens(inv
     shown = alloc.get(f"/api/v1/warnings/{second['id']}").get_json()
     assert shown["replenishment_id"] == nothing["id"] and shown["created_by"] == "李伟"
     assert alloc.get("/api/v1/warnings/999").status_code == 404
+
+
+def test_a_freeze_warning_moves_what_snow_and_ice_need(inv, alloc):
+    build_network(inv, alloc)
+    heater = {"sku": "HEATER", "name": "Heater", "name_zh": "取暖器", "unit": "piece",
+              "type_norms": {"snow_ice": {"per_person": 0.25}}}
+    assert inv.post("/api/v1/items", heater).status_code == 201
+    receive(inv, "QDN", "HEATER", 50)
+    commander = alloc.as_("commander")
+    moved = {}
+    for kind in ("snow_ice", "rainstorm"):
+        warning = commander.post("/api/v1/warnings", {**WARNING, "type": kind}).get_json()
+        proposal = commander.post(f"/api/v1/warnings/{warning['id']}/prepositioning")
+        moved[kind] = {line["item"]: line["quantity"] for line in proposal.get_json()["lines"]}
+    assert moved["snow_ice"].get("HEATER") == 10  # 40 people, one heater for four
+    assert "HEATER" not in moved["rainstorm"]

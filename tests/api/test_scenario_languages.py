@@ -28,12 +28,23 @@ def seeded(tmp_path, monkeypatch):
 
 def test_the_storm_in_chinese(seeded):
     lines: list[str] = []
-    outcome = Storm(LocalSuite(seeded, language="zh"), lines.append, None, "zh").run()
+    client = LocalSuite(seeded, language="zh")
+    outcome = Storm(client, lines.append, None, "zh", keepers=lambda codes: client).run()
     out = "\n".join(lines)
     assert outcome.unmet == 0 and outcome.shipped > 0
-    for step in ("[1/9] 初报", "[3/9] 按人口定额生成调拨方案（州级为支撑、县级为基础、乡村为补充",
-                 "[5/9] 重新规划", "[9/9] 核对"):
+    for step in ("[1/10] 早预警", "[2/10] 初报",
+                 "[4/10] 按人口定额生成调拨方案（州级为支撑、县级为基础、乡村为补充",
+                 "[6/10] 重新规划", "[10/10] 核对"):
         assert step in out, out
+    assert "预计 3,000 人需转移避险 3 天" in out
+    assert outcome.prepositioned and outcome.received == len(outcome.prepositioned)
+    assert f"{outcome.received} 笔调拨已在降雨前由乡镇库管员签收" in out
+    moved = client.call("GET", f"/api/v1/warnings/{outcome.warning}")
+    assert moved["replenishment_id"] is not None
+    for transfer in outcome.prepositioned:
+        received = client.call("GET", f"/api/v1/transfers/{transfer}")
+        assert received["status"] == "received"
+        assert received["destination"] in outcome.townships
     assert "9,690 人，3 天" in out
     assert "事件升级：IV 级 → III 级" in out
     plan = re.search(r"方案 \d+：已计划，[\d,]+ 个运单，([\d,]+) 车次，来自 ([\d,]+) 个仓库", out)

@@ -20,9 +20,10 @@ KL,Kaili depot,凯里市应急物资储备库,county,QDN,active,107.98,26.57,n2
 KL-T01,Kaili township 1,,township,KL,active,107.99,26.58,n3
 KL-T01-V001,Village 1,,village,KL-T01,active,108.0,26.59,n4
 """
-ITEMS = """sku,name,name_zh,unit,category,unit_weight_kg,perishable,per_person,per_person_day
-TENT,Relief tent,救灾帐篷,piece,shelter,35.0,false,0.25,0.0
-WATER,Bottled water,瓶装饮用水,bottle,food,0.58,true,0.0,3.0
+ITEMS = """sku,name,name_zh,unit,category,unit_weight_kg,perishable,per_person,per_person_day,\
+type_norms
+TENT,Relief tent,救灾帐篷,piece,shelter,35.0,false,0.25,0.0,flood=0.3/0; snow_ice=0.3/0
+WATER,Bottled water,瓶装饮用水,bottle,food,0.58,true,0.0,3.0,
 """
 
 
@@ -118,6 +119,16 @@ def test_warehouses_and_items_round_trip_and_changes_are_patched(cli, tmp_path):
     changed = ITEMS.replace("0.25", "0.5")
     refused = cli("import", "items", write(tmp_path, "changed.csv", changed), ok=False)
     assert "line 2: per_person: item TENT exists with other values" in refused.stderr
+    colder = ITEMS.replace("snow_ice=0.3/0", "snow_ice=0.5")
+    refused = cli("import", "items", write(tmp_path, "colder.csv", colder), ok=False)
+    assert "line 2: type_norms: item TENT exists with other values" in refused.stderr
+    odd = ITEMS.replace("TENT,", "COT,").replace("snow_ice=0.3/0", "blizzard=1")
+    refused = cli("import", "items", write(tmp_path, "odd.csv", odd), ok=False)
+    assert "line 2: type_norms.blizzard.key: Must be one of" in refused.stderr
+    odd = ITEMS.replace("TENT,", "COT,").replace("snow_ice=0.3/0", "snow_ice")
+    refused = cli("import", "items", write(tmp_path, "odd.csv", odd), ok=False)
+    assert "line 2: type_norms: 'flood=0.3/0; snow_ice' is not norms by incident type" in \
+        refused.stderr
 
 
 def test_a_gb18030_file_from_excel_is_read_and_says_so(cli, tmp_path):

@@ -43,7 +43,8 @@ def test_up_seed_storm_and_its_outcome_through_the_api(tmp_path):
                     check=False)
         assert empty.returncode == 1, empty.stdout + empty.stderr
         assert empty.stderr.strip() == (
-            "scenario failed: step 'First report, within two minutes: a rainstorm, one site' "
+            "scenario failed: step 'Early warning: a rainstorm is forecast for three townships; "
+            "stock moves towards them beforehand' "
             "failed: no active county depot with three townships: seed the suite first "
             "(emsupply seed qiandongnan)")
 
@@ -54,10 +55,14 @@ def test_up_seed_storm_and_its_outcome_through_the_api(tmp_path):
         story = run("scenario", "storm", "--data-dir", str(data_dir), "--lang", "en",
                     timeout=240)
         out = story.stdout
-        for step in ("[1/9] First report", "[2/9] Full report", "[3/9] Plan",
-                     "[4/9] A landslide", "[5/9] Re-plan", "[6/9] Dispatch", "[7/9] Deliveries",
-                     "[8/9] Restock", "[9/9] Check"):
+        for step in ("[1/10] Early warning", "[2/10] First report", "[3/10] Full report",
+                     "[4/10] Plan", "[5/10] A landslide", "[6/10] Re-plan", "[7/10] Dispatch",
+                     "[8/10] Deliveries", "[9/10] Restock", "[10/10] Check"):
             assert step in out, out
+        # the warning's stock went ahead and the townships' keepers (a token made for them)
+        # received it before the rain
+        assert re.search(r"\d+ transfers received by the townships' keepers before the rain",
+                         out), out
         assert "9,690 people, 3 days" in out
         assert re.search(r"shipments in [\d,]+ trips from \d+ depots", out), out
         assert "the largest trips (who sends what, in which vehicle, by which road)" in out
@@ -111,15 +116,21 @@ def test_up_seed_storm_and_its_outcome_through_the_api(tmp_path):
 
         assert not [s["id"] for s in live if on(s["path"], closed[0])]
         assert any("rerouted" in (s.get("note") or "") for s in live)
+        # the warning's pre-positioning went ahead before the landslide; the restocking after
+        warning = api.get(f"{base}/warnings/1", timeout=30).json()
+        ahead = api.get(f"{base}/replenishments/{warning['replenishment_id']}", timeout=30).json()
+        assert ahead["status"] == "executed" and ahead["lines"]
+        assert {line["destination"] for line in ahead["lines"]} <= set(warning["area"])
         replenishment, lines = 1, []
         while True:
             answer = api.get(f"{base}/replenishments/{replenishment}", timeout=30)
             if answer.status_code == 404:
                 break
             assert answer.json()["status"] == "executed"
-            lines.extend(answer.json()["lines"])
+            if replenishment != ahead["id"]:
+                lines.extend(answer.json()["lines"])
             replenishment += 1
-        assert replenishment > 1, "the scenario restocked nothing"
+        assert lines, "the scenario restocked nothing"
         assert not [line for line in lines if on(line["path"], closed[0])]
         transfers = pages(api, f"{base}/transfers?status=in_transit")
         assert len(transfers) >= 1

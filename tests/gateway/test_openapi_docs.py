@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from gateway.openapi import merge
+from gateway.proxy import owner
 
 
 def test_merged_document_has_every_public_path(gateway_app):
@@ -80,3 +81,15 @@ def test_docs_are_served_from_local_assets(gateway_app):
     with client.get("/") as console:  # the console (tests/browser drives it)
         assert console.status_code == 200 and 'type="module"' in console.get_data(as_text=True)
         assert "default-src 'self'" in console.headers["Content-Security-Policy"]
+
+
+def test_every_public_path_of_every_service_is_routed(inventory_app, allocation_app):
+    """A service's path the gateway does not route is a 404 to every user and missing from
+    the merged document (as /warnings once was)."""
+    for name, app in (("inventory", inventory_app), ("allocation", allocation_app)):
+        paths = app.test_client().get("/api/v1/openapi.json").get_json()["paths"]
+        public = [path for path in paths if path.startswith("/api/v1/")]
+        assert public, name
+        unrouted = [path for path in public if owner(path) != name
+                    and not path.endswith("/openapi.json")]
+        assert unrouted == [], (name, unrouted)

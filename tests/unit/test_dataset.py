@@ -253,7 +253,7 @@ def test_roads_are_longer_than_straight_lines(qdn):
 
 def test_relief_items(qdn):
     items = {i["sku"]: i for i in qdn.items}
-    assert len(items) == len(qdn.items) == 19
+    assert len(items) == len(qdn.items) == 22
     assert {i["sku"] for i in qdn.items if i["perishable"]} == {
         "WATER-550", "RICE", "INSTANT-FOOD", "FIRST-AID-KIT"}
     assert all(CODE.match(sku) and i["name"] and i["name_zh"] and i["unit"] and i["category"]
@@ -261,6 +261,24 @@ def test_relief_items(qdn):
     assert items["TENT"]["per_person"] == 0.25 and items["QUILT"]["per_person"] == 1.0
     assert items["WATER-550"]["per_person_day"] == 3.0 and items["RICE"]["unit"] == "kg"
     assert items["GENERATOR"]["per_person"] == items["GENERATOR"]["per_person_day"] == 0.0
+
+
+def test_each_kind_of_incident_has_its_own_items(qdn):
+    """A snow-and-ice response needs heaters, de-icing salt and chains (and a second quilt); a
+    flood needs life jackets, sandbags and pumps; neither burdens the other's demands."""
+    from allocation_svc.plans import derived_demands
+
+    site = [{"id": "V", "population": 400}]
+    wanted = {kind: {d["item"]: d["quantity"] for d in derived_demands(site, qdn.items, 3, kind)}
+              for kind in ("snow_ice", "flood", "rainstorm")}
+    assert {"HEATER", "DEICING-SALT", "SNOW-CHAINS"} <= set(wanted["snow_ice"])
+    assert wanted["snow_ice"]["HEATER"] == 100 and wanted["snow_ice"]["QUILT"] == 800
+    assert {"LIFE-JACKET", "SANDBAG", "WATER-PUMP"} <= set(wanted["flood"])
+    assert not {"HEATER", "DEICING-SALT", "SNOW-CHAINS"} & set(wanted["flood"])
+    assert not {"LIFE-JACKET", "SANDBAG", "HEATER"} & set(wanted["rainstorm"])
+    assert wanted["flood"]["QUILT"] == wanted["rainstorm"]["QUILT"] == 400
+    assert wanted["rainstorm"] == {d["item"]: d["quantity"]
+                                   for d in derived_demands(site, qdn.items, 3)}
 
 
 def test_only_active_warehouses_hold_stock(qdn):
@@ -349,7 +367,7 @@ def test_stock_by_level(qdn):
     items_at = defaultdict(set)
     for code, sku in total:
         items_at[code].add(sku)
-    assert len(items_at["QDN"]) == 19
+    assert len(items_at["QDN"]) == 22
     assert max(len(s) for c, s in items_at.items() if level[c] == "village") <= 6
     assert min(len(s) for c, s in items_at.items() if level[c] == "county") >= 12
 
