@@ -4,7 +4,8 @@ incidents and restocking depend on that alone, so that tests drive them with a f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -16,13 +17,46 @@ SERVICE = Identity("allocation-service", "service")
 
 @dataclass
 class Network:
-    """The warehouses and balances a plan is made from (columns as the inventory sends them)."""
+    """The warehouses and balances a plan is made from (columns as the inventory sends them).
+    Never changed once made: a newer one is a new object, so a plan in progress reads one
+    consistent network while another thread brings the cache up to date."""
 
     warehouses: dict[str, list]
     stock: dict[str, list]
+    version: str | None = None
+    catalogue: int | None = None
+    rows: dict[tuple[int, str], int] = field(default_factory=dict, repr=False)
 
     def index(self) -> dict[str, int]:
         return {code: i for i, code in enumerate(self.warehouses["code"])}
+
+
+def merged(network: Network | None, answer: dict[str, Any]) -> Network:
+    """`network` brought up to date by a snapshot answer: the whole of a full one, or the rows
+    of one `since` its version replacing theirs (new balances appended)."""
+    if network is None or answer.get("full", True):
+        stock = answer["stock"]
+        rows = {key: i for i, key in enumerate(zip(stock["warehouse"], stock["item"],
+                                                   strict=True))}
+        return Network(answer["warehouses"], stock, answer.get("version"),
+                       answer.get("catalogue"), rows)
+    changed = answer["stock"]
+    warehouses = answer.get("warehouses") or network.warehouses
+    if not changed["warehouse"]:
+        return Network(warehouses, network.stock, answer.get("version"),
+                       answer.get("catalogue"), network.rows)
+    stock = {name: list(column) for name, column in network.stock.items()}
+    rows = dict(network.rows)
+    for i, key in enumerate(zip(changed["warehouse"], changed["item"], strict=True)):
+        at = rows.get(key)
+        if at is None:
+            rows[key] = len(stock["warehouse"])
+            for name, column in stock.items():
+                column.append(changed[name][i])
+        else:
+            for name, column in stock.items():
+                column[at] = changed[name][i]
+    return Network(warehouses, stock, answer.get("version"), answer.get("catalogue"), rows)
 
 
 class Inventory(Protocol):
@@ -32,7 +66,8 @@ class Inventory(Protocol):
     reach raises `Unavailable` or `UpstreamTimeout`, and then a write may or may not be done."""
 
     def network(self, items: list[str] | None = None) -> Network:
-        """Every warehouse, and the balances of `items` (all items when none)."""
+        """Every warehouse, and the balances of `items` (all items when none; the answer may
+        hold other items' balances too), as the inventory holds them now."""
         ...
 
     def warehouse(self, code: str) -> dict[str, Any]:
@@ -62,21 +97,40 @@ class Inventory(Protocol):
 
 
 class HttpInventory:
-    """`Inventory` over HTTP, signed as the allocation service."""
+    """`Inventory` over HTTP, signed as the allocation service. It keeps the network (every
+    balance of every item) and brings it up to date by what changed since its version, a few
+    rows a plan instead of the whole prefecture; and the catalogue, read again when the
+    inventory says it has another number of items (items are only ever added)."""
 
     def __init__(self, client: ServiceClient):
         self.client = client
+        self._lock = threading.Lock()
+        self._network: Network | None = None
+        self._items: tuple[int | None, list[dict[str, Any]]] | None = None
 
     def network(self, items: list[str] | None = None) -> Network:
-        query = urlencode([("item", sku) for sku in sorted(set(items or []))])
-        body = self.client.call("GET", "/api/v1/stock/snapshot" + (f"?{query}" if query else ""),
-                                SERVICE)
-        return Network(body["warehouses"], body["stock"])
+        with self._lock:  # one refresh at a time; the next thread's is then a small one
+            kept = self._network
+            path = "/api/v1/stock/snapshot"
+            if kept is not None and kept.version:
+                path += "?" + urlencode({"since": kept.version})
+            self._network = merged(kept, self.client.call("GET", path, SERVICE))
+            return self._network
+
+    def forget(self) -> None:
+        """Read everything afresh next time (after the inventory refused what the kept
+        network said it had)."""
+        with self._lock:
+            self._network = None
 
     def warehouse(self, code: str) -> dict[str, Any]:
         return self.client.call("GET", f"/api/v1/warehouses/{code}", SERVICE)
 
     def items(self) -> list[dict[str, Any]]:
+        known = self._network.catalogue if self._network is not None else None
+        kept = self._items
+        if kept is not None and known is not None and kept[0] == known:
+            return kept[1]
         found, cursor = [], None
         while True:
             path = "/api/v1/items?limit=1000" + (f"&cursor={cursor}" if cursor else "")
@@ -84,6 +138,7 @@ class HttpInventory:
             found.extend(body["items"])
             cursor = body.get("next_cursor")
             if not cursor:
+                self._items = (len(found), found)
                 return found
 
     def reserve(self, key: str, lines: list[dict], ttl_s: int, reference: str) -> dict[str, Any]:

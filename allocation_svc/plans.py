@@ -59,11 +59,24 @@ class Allocation:
             graph = roads.ensure_network(session, self.graphs)
             sites, level, drill = list(incident.sites), incident.level, incident.drill
             kind = incident.type
+        network = self.inventory.network()  # first: the catalogue's number comes with it
         demands = self._demands(sites, data, kind)
         _check_on_network(graph, demands)
-        result = self._solve(graph, sites, demands, self._policy(data, level))
+        policy = self._policy(data, level)
+        plan = self._record(identity, incident_id, graph.version, data, demands,
+                            self._solve(graph, network, sites, demands, policy), drill)
+        try:
+            return self._hold(plan)
+        except RemoteError as exc:
+            if exc.status != 409:
+                raise
+        # The stock moved between the network's read and the hold (another plan, a keeper):
+        # the refused plan stays on record as failed, and the network as it is now is solved
+        # once more. A second refusal is the answer.
+        network = self.inventory.network()
         return self._hold(self._record(identity, incident_id, graph.version, data, demands,
-                                       result, drill))
+                                       self._solve(graph, network, sites, demands, policy),
+                                       drill))
 
     def _demands(self, sites: list[dict], data: dict[str, Any],
                  kind: str) -> list[solver.Demand]:
@@ -107,10 +120,10 @@ class Allocation:
                              outside_villages=bool(chosen.get("outside_villages")),
                              driving=driving)
 
-    def _solve(self, graph: RoadGraph, sites: list[dict], demands: list[solver.Demand],
-               policy: solver.Policy) -> solver.Plan:
+    @staticmethod
+    def _solve(graph: RoadGraph, network: Network, sites: list[dict],
+               demands: list[solver.Demand], policy: solver.Policy) -> solver.Plan:
         items = sorted({d.item for d in demands})
-        network = self.inventory.network(items)
         return solver.solve(graph, depots(network, sites, graph, items), demands, policy)
 
     def _record(self, identity: Identity, incident_id: int, version: int, data: dict[str, Any],
@@ -303,7 +316,8 @@ class Allocation:
                                  township=nodes[site]["township"], county=nodes[site]["county"],
                                  unit_weight_kg=weight.get(item, 0.0))
                    for (site, item), quantity in wanted.items()]
-        result = self._solve(graph, sites, demands, self._policy(plan.policy, level))
+        result = self._solve(graph, self.inventory.network(), sites, demands,
+                             self._policy(plan.policy, level))
         if not result.shipments or plan.drill:  # a drill holds nothing
             return result, None
         tag = hashlib.sha256(",".join(str(s.id) for s in stranded).encode()).hexdigest()[:16]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Date, bindparam, case, insert, or_, select, update
+from sqlalchemy import Date, bindparam, case, insert, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -88,6 +88,16 @@ def lock_balances(session: Session, pairs: Iterable[tuple[Warehouse, Item]]) -> 
         session.execute(select(Stock.id).where(Stock.id.in_(sorted(ids.values())))
                         .order_by(Stock.id).with_for_update())
     return ids
+
+
+def touch(session: Session, pairs: set[tuple[int, int]]) -> None:
+    """Stamp balances that changed without a write of their own (what is on the way to them),
+    so that a snapshot read by what changed since finds them (`Stock.changed`)."""
+    if pairs:
+        session.execute(update(Stock).where(tuple_(Stock.warehouse_id, Stock.item_id)
+                                            .in_(sorted(pairs)))
+                        .values(changed=Stock.changed)
+                        .execution_options(synchronize_session=False))
 
 
 def lock_balances_by_code(session: Session, pairs: Iterable[tuple[str, str]],

@@ -86,6 +86,10 @@ class Stock(Base):
     reserved: Mapped[int] = mapped_column(BigInteger, default=0)
     min: Mapped[int] = mapped_column(BigInteger, default=0)
     target: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Set by the database on every insert and update (a trigger: no write path can forget it):
+    # on PostgreSQL the writing transaction's id, on SQLite one more than the highest so far.
+    # The snapshot answers what changed since a version by it (`snapshot.changes`).
+    changed: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
 
     warehouse: Mapped[Warehouse] = relationship(lazy="joined")
     item: Mapped[Item] = relationship(lazy="joined")

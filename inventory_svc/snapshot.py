@@ -2,26 +2,131 @@
 balance of the asked items, in columns (a plan over 2,660 depots is one call, not fifty pages).
 Two queries, and no write: holds past their time are left out of `available` in the second, and
 so is stock past its date (`expired`, still on hand until written off). `in_transit` is what
-transfers not yet received bring to the balance, for restocking not to order it twice."""
+transfers not yet received bring to the balance, for restocking not to order it twice.
+
+Every answer carries a `version`; asked again `since` it, the answer holds only what changed: the
+balances the database stamped since (`Stock.changed`, set by a trigger on every write), those
+whose holds ran out or whose lots reached their date meanwhile (changes by the clock, which no
+write stamps), and the warehouses only if any changed. A caller that keeps the network (the
+allocation service) reads a few rows per plan instead of the whole prefecture.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import BigInteger, case, cast, func, select
+from sqlalchemy import BigInteger, case, cast, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from inventory_svc import shelf
 from inventory_svc.expiry import live_reserved
-from inventory_svc.models import Item, Stock, Transfer, TransferLine, Warehouse
-from inventory_svc.vocabulary import IN_TRANSIT
+from inventory_svc.models import (
+    Item,
+    Lot,
+    Reservation,
+    ReservationLine,
+    Stock,
+    Transfer,
+    TransferLine,
+    Warehouse,
+)
+from inventory_svc.vocabulary import HELD, IN_TRANSIT
+from shared.errors import InvalidInput
+
+# A change by the clock is looked for from a little before the last read: clocks of two
+# instances may be apart by that much, and a row sent twice costs nothing.
+CLOCK_MARGIN = timedelta(seconds=30)
 
 
-def snapshot(session: Session, items: list[str] | None) -> dict[str, Any]:
-    warehouses = session.execute(select(Warehouse.id, Warehouse.code, Warehouse.level,
-                                        Warehouse.path, Warehouse.status, Warehouse.road_node)
-                                 .order_by(Warehouse.id)).all()
-    position = {row.id: index for index, row in enumerate(warehouses)}
+class Version:
+    """Where a reader stands: the database's mark (PostgreSQL's snapshot, or SQLite's highest
+    stamp), the time of the read, and what the warehouses and the catalogue looked like."""
+
+    def __init__(self, mark: str, at: datetime, warehouses: str, items: int):
+        self.mark, self.at, self.warehouses, self.items = mark, at, warehouses, items
+
+    def __str__(self) -> str:
+        return f"{self.mark}~{self.at.timestamp():.6f}~{self.warehouses}~{self.items}"
+
+    @classmethod
+    def parse(cls, raw: str) -> Version:
+        try:
+            mark, at, warehouses, items = raw.split("~")
+            _check_mark(mark)
+            return cls(mark, datetime.fromtimestamp(float(at), UTC), warehouses, int(items))
+        except (ValueError, OverflowError, OSError):
+            raise InvalidInput("since: not a version this service gave",
+                               errors={"since": ["not a version of a snapshot"]}) from None
+
+
+def _check_mark(mark: str) -> None:
+    """A PostgreSQL snapshot (xmin:xmax:xip,...) or a whole number, nothing else."""
+    if mark.isdigit():
+        return
+    xmin, xmax, running = mark.split(":")
+    if not (xmin.isdigit() and xmax.isdigit()
+            and all(x.isdigit() for x in running.split(",") if x)):
+        raise ValueError(mark)
+
+
+def snapshot(session: Session, items: list[str] | None, since: str | None = None) -> dict:
+    """Everything (no `since`), or what changed since that version."""
+    before = Version.parse(since) if since else None
+    now = _version(session)  # first: whatever is written after this is sent next time
+    warehouses = None
+    if before is None or before.warehouses != now.warehouses:
+        warehouses = _warehouses(session)
+    query = _balances(items)
+    if before is not None:
+        query = query.where(_changed_since(session, before, now.at))
+    rows = session.execute(query).all()
+    position = _positions(session) if warehouses is None else \
+        {wid: index for index, wid in enumerate(warehouses.pop("id"))}
+    return {
+        "version": str(now),
+        "full": before is None,
+        "catalogue": now.items,
+        "warehouses": warehouses,
+        "stock": {
+            "warehouse": [position[r.warehouse_id] for r in rows],
+            "item": [r.sku for r in rows],
+            "on_hand": [r.on_hand for r in rows],
+            "available": [r.available for r in rows],
+            "expired": [r.expired for r in rows],
+            "in_transit": [r.in_transit for r in rows],
+            "min": [r.min for r in rows],
+            "target": [r.target for r in rows],
+        },
+    }
+
+
+def _version(session: Session) -> Version:
+    if session.get_bind().dialect.name == "postgresql":
+        mark = session.scalar(text("SELECT pg_current_snapshot()::text"))
+    else:
+        mark = str(session.scalar(select(func.coalesce(func.max(Stock.changed), 0))))
+    count, latest = session.execute(select(func.count(Warehouse.id),
+                                           func.max(Warehouse.updated_at))).one()
+    stamp = "" if latest is None else latest.isoformat().replace("~", "")
+    return Version(mark, datetime.now(UTC), f"{count}.{stamp}".replace("~", ""),
+                   session.scalar(select(func.count(Item.id))) or 0)
+
+
+def _warehouses(session: Session) -> dict[str, list]:
+    rows = session.execute(select(Warehouse.id, Warehouse.code, Warehouse.level,
+                                  Warehouse.path, Warehouse.status, Warehouse.road_node)
+                           .order_by(Warehouse.id)).all()
+    return {"id": [w.id for w in rows], "code": [w.code for w in rows],
+            "level": [w.level for w in rows], "path": [w.path for w in rows],
+            "status": [w.status for w in rows], "road_node": [w.road_node for w in rows]}
+
+
+def _positions(session: Session) -> dict[int, int]:
+    ids = session.scalars(select(Warehouse.id).order_by(Warehouse.id)).all()
+    return {wid: index for index, wid in enumerate(ids)}
+
+
+def _balances(items: list[str] | None):
     overdue, reserved = live_reserved()
     past, expired = shelf.expired_stock()
     coming = (select(Transfer.destination_id, TransferLine.item_id,
@@ -43,23 +148,25 @@ def snapshot(session: Session, items: list[str] | None) -> dict[str, Any]:
              .order_by(Stock.id))
     if items:
         query = query.where(Item.sku.in_(items))
-    rows = session.execute(query).all()
-    return {
-        "warehouses": {
-            "code": [w.code for w in warehouses],
-            "level": [w.level for w in warehouses],
-            "path": [w.path for w in warehouses],
-            "status": [w.status for w in warehouses],
-            "road_node": [w.road_node for w in warehouses],
-        },
-        "stock": {
-            "warehouse": [position[r.warehouse_id] for r in rows],
-            "item": [r.sku for r in rows],
-            "on_hand": [r.on_hand for r in rows],
-            "available": [r.available for r in rows],
-            "expired": [r.expired for r in rows],
-            "in_transit": [r.in_transit for r in rows],
-            "min": [r.min for r in rows],
-            "target": [r.target for r in rows],
-        },
-    }
+    return query
+
+
+def _changed_since(session: Session, before: Version, now: datetime):
+    """Balances written since `before`, or changed by the clock: a hold that ran out, a lot
+    that reached its date (both found by their indexes)."""
+    if before.mark.isdigit():
+        written = Stock.changed > int(before.mark)
+    else:  # written by a transaction the earlier snapshot did not see
+        xmin = int(before.mark.split(":")[0])
+        written = (Stock.changed >= xmin) & text(
+            "NOT pg_visible_in_snapshot(stock.changed::text::xid8, CAST(:mark AS pg_snapshot))"
+        ).bindparams(mark=before.mark)
+    ran_out = (select(ReservationLine.stock_id)
+               .join(Reservation, Reservation.id == ReservationLine.reservation_id)
+               .where(Reservation.status == HELD,
+                      Reservation.expires_at > before.at - CLOCK_MARGIN,
+                      Reservation.expires_at <= now + CLOCK_MARGIN))
+    dated = (select(Lot.stock_id)
+             .where(Lot.expires_on >= shelf.today(before.at - CLOCK_MARGIN) - timedelta(days=1),
+                    Lot.expires_on <= shelf.today(now) + timedelta(days=1), Lot.on_hand > 0))
+    return or_(written, Stock.id.in_(ran_out), Stock.id.in_(dated))

@@ -114,6 +114,8 @@ def _send(session: Session, identity: Identity,
                 transfer.lines.append(TransferLine(item=items[sku], quantity=quantity,
                                                    lots=lots))
     session.flush()
+    ledger.touch(session, {(destination.id, item.id) for _, destination, items in resolved
+                           for item in items.values()})
     for transfer in made:
         events.record(session, outbox, "transfer.created", _event(transfer))
     return made

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from inventory_svc import snapshot
 from shared.schemas import CODE, StrictSchema
@@ -14,10 +14,18 @@ blp = Blueprint("snapshot", __name__, url_prefix="/api/v1",
 class SnapshotQuery(StrictSchema):
     item = fields.List(fields.String(validate=CODE), load_default=list,
                        metadata={"description": "repeat for several items; none means all"})
+    since = fields.String(validate=validate.Length(1, 4000), metadata={
+        "description": "the `version` of an earlier answer: answer only the balances changed "
+                       "since, and the warehouses only if any changed"})
 
 
 class SnapshotOut(Schema):
-    warehouses = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()))
+    version = fields.String(metadata={"description": "give it as `since` next time"})
+    full = fields.Boolean(metadata={"description": "false when only changes are answered"})
+    catalogue = fields.Integer(metadata={"description": "how many items the catalogue has"})
+    warehouses = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()),
+                             allow_none=True, metadata={
+                                 "description": "null when unchanged since `since`"})
     stock = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()))
 
 
@@ -28,4 +36,4 @@ class Snapshot(MethodView):
     def get(self, query):
         """Every warehouse (code, level, path, status, road node) and balance, as columns"""
         with context().db.reading() as session:
-            return snapshot.snapshot(session, query["item"])
+            return snapshot.snapshot(session, query["item"], query.get("since"))

@@ -166,12 +166,12 @@ def test_keeper_on_a_phone_reads_the_refusal_and_a_lost_answer_counts_once(small
     p = open_page(suite, "keeper", 360, 740)
     page = p.page
     api = suite.api()
-    stock = f"{suite.url}/api/v1/stock?warehouse=KL&item=LIFE-JACKET"
+    stock = f"{suite.url}/api/v1/stock?warehouse=KL&item=SANDBAG"
     page.goto(f"{suite.url}/#token={suite.tokens['keeper']}")
     check(page.locator("#who-role")).to_have_text("仓管员")
     check(page.locator("#who-depots")).to_contain_text("KL")
     check(page.locator("#views")).to_be_hidden()  # a keeper has the depot view only
-    check(page.locator("#k-stock tbody tr[data-item='LIFE-JACKET']")).to_be_visible()
+    check(page.locator("#k-stock tbody tr[data-item='SANDBAG']")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 360  # no sideways scroll
     p.shot("depot")
 
@@ -179,7 +179,7 @@ def test_keeper_on_a_phone_reads_the_refusal_and_a_lost_answer_counts_once(small
     available = api.get(stock, timeout=10).json()["items"][0]["available"]
     assert available > 0
     page.check("input[name=k-kind][value=issue]")
-    page.select_option("#k-item", "LIFE-JACKET")
+    page.select_option("#k-item", "SANDBAG")
     page.fill("#k-qty", str(available + 50))
     page.click("#k-submit")
     message = page.locator("#k-message")
@@ -232,11 +232,11 @@ def test_keeper_on_a_phone_reads_the_refusal_and_a_lost_answer_counts_once(small
     check(page.locator("#k-queue")).to_be_hidden(timeout=20_000)
     check(message).to_have_class("message ok")
     assert len(keys) >= 3 and len(set(keys)) == 1 and keys[0]  # one key for every attempt
-    lines = api.get(f"{suite.url}/api/v1/movements?warehouse=KL&item=LIFE-JACKET&limit=1000",
+    lines = api.get(f"{suite.url}/api/v1/movements?warehouse=KL&item=SANDBAG&limit=1000",
                     timeout=10).json()["items"]
     assert [line["quantity"] for line in lines if line["reason"] == reason] == [7]
     assert api.get(stock, timeout=10).json()["items"][0]["available"] == 7
-    check(page.locator("#k-stock tbody tr[data-item='LIFE-JACKET'] strong")).to_have_text("7")
+    check(page.locator("#k-stock tbody tr[data-item='SANDBAG'] strong")).to_have_text("7")
     p.shot("landed")
 
     assert p.foreign_hosts() == set()

@@ -90,10 +90,13 @@ def test_a_refused_hold_fails_the_plan_and_the_refusal_reaches_the_caller(servic
         plan(service, 20)
     assert refused.value.status == 409
     assert inventory.reserved() == 0
-    [failed] = _plans(service)
-    assert failed.status == "failed" and "cannot be held" in failed.failure
-    assert {s.status for s in failed.shipments} == {"failed"}
-    assert failed.reservations == []
+    # solved again once on the stock as it then was, and refused again (the keeper again)
+    tried = _plans(service)
+    assert len(tried) == 2
+    for failed in tried:
+        assert failed.status == "failed" and "cannot be held" in failed.failure
+        assert {s.status for s in failed.shipments} == {"failed"}
+        assert failed.reservations == []
 
 
 def test_an_inventory_out_of_reach_when_holding_leaves_the_plan_reserving(service, inventory):
