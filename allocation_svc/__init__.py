@@ -30,15 +30,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from allocation_svc.prepositioning import Warnings
     from allocation_svc.replenish import Restocking
     from allocation_svc.roads import GraphCache
-    from shared.client import ServiceClient
 
     settings = settings or load_settings("allocation")
     logs.configure("allocation")
     database = database or Database(settings.database_url)
-    client = inventory_client or ServiceClient("inventory", settings.inventory_url,
-                                               settings.secret, connect_timeout=1.0,
-                                               read_timeout=15.0)
-    inventory = HttpInventory(client)
+    inventory = HttpInventory(inventory_client or inventory_service(settings))
     graphs = GraphCache(trees=_shared_trees(settings))
     app = new_app("allocation_svc")
     app.config.update(API_SPEC)
@@ -51,6 +47,18 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.extensions["warnings"] = Warnings(database, inventory, graphs)
     install(app, ServiceContext(settings, database, idempotency))
     return app
+
+
+def inventory_service(settings: Settings):
+    """The client to the inventory: its instances in turn (EMSUPPLY_INVENTORY_URL may list
+    several). With several, each has a circuit breaker, so that one that is down is skipped
+    instead of tried by every other call; with one there is nothing to skip to, and a call
+    should find it the moment it is back."""
+    from shared.client import ServiceClient
+
+    urls = settings.inventory_urls
+    return ServiceClient("inventory", urls, settings.secret, connect_timeout=1.0,
+                         read_timeout=15.0, breaker=(5, 10.0) if len(urls) > 1 else None)
 
 
 def driving(settings: Settings):

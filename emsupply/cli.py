@@ -47,7 +47,8 @@ data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False, pa
                                help="where the embedded default keeps its databases and logs "
                                     "(or EMSUPPLY_DATA_DIR)")
 port_option = click.option("--port", type=click.IntRange(1, 65533), default=8000,
-                           show_default=True, help="the gateway's; the services take the next two")
+                           show_default=True,
+                           help="the gateway's; the services take the ports after it")
 url_option = click.option("--url", help="the gateway of a running suite (default: this process, "
                                         "on the data directory)")
 token_option = click.option("--token", envvar="EMSUPPLY_TOKEN",
@@ -65,12 +66,16 @@ def _err(message: str) -> None:
 @port_option
 @click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True,
               help="gunicorn workers per service")
-def up(data_dir: Path, port: int, workers: int) -> None:
+@click.option("--instances", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="processes of the inventory and of the allocation service, on the ports "
+                   "after the gateway's, balanced by the gateway (more than one needs their "
+                   "databases on PostgreSQL)")
+def up(data_dir: Path, port: int, workers: int, instances: int) -> None:
     """Run the suite: each service under gunicorn with its own database."""
     from emsupply import supervisor
 
     sys.exit(supervisor.run(data_dir.resolve(), port, available_services(), workers,
-                            click.echo, _err))
+                            click.echo, _err, instances=instances))
 
 
 villages_option = click.option(

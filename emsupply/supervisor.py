@@ -40,8 +40,44 @@ class Service:
     log_path: Path | None = None
 
 
-def services(port: int, names: tuple[str, ...]) -> list[Service]:
-    return [Service(name, PACKAGES[name], port + OFFSETS[name]) for name in names]
+SCALED = ("inventory", "allocation")  # what --instances runs several of
+
+
+def services(port: int, names: tuple[str, ...], instances: int = 1) -> list[Service]:
+    """The processes of the suite, in `names`' order: the gateway on `port`, then inventory's
+    instances on the next ports, then allocation's (P+1 and P+2 with one instance each);
+    the second instance of a service is `<name>-2`, and so on."""
+    found = []
+    for name in names:
+        if name not in SCALED:
+            found.append(Service(name, PACKAGES[name], port + OFFSETS[name]))
+            continue
+        first = port + 1 + SCALED.index(name) * instances
+        found.extend(Service(name if k == 0 else f"{name}-{k + 1}", PACKAGES[name], first + k)
+                     for k in range(instances))
+    return found
+
+
+def scale(env: dict[str, str], data_dir: Path, port: int, names: tuple[str, ...],
+          instances: int) -> None:
+    """With several instances: each service's database must take concurrent writers from
+    several processes (PostgreSQL; SQLite is one file for one machine), and the gateway and
+    the allocation service are given the instances' URLs (EMSUPPLY_INVENTORY_URL,
+    EMSUPPLY_ALLOCATION_URL, comma-separated). A ConfigError when it cannot be."""
+    if instances == 1:
+        return
+    scaled = tuple(name for name in SCALED if name in names)
+    for name, settings in check_settings(data_dir, scaled, env).items():
+        if not settings.database_url.startswith("postgresql"):
+            variable = f"EMSUPPLY_{name.upper()}_DB"
+            shown = f"{variable} is SQLite" if env.get(variable, "").strip() else \
+                f"{variable} is not set (the embedded SQLite default)"
+            raise ConfigError(f"--instances {instances} needs PostgreSQL for the inventory and "
+                              f"allocation databases, which several processes then write at "
+                              f"once: {shown}; set it to a postgresql+psycopg:// URL")
+    for name in scaled:
+        env[f"EMSUPPLY_{name.upper()}_URL"] = ",".join(
+            f"http://127.0.0.1:{service.port}" for service in services(port, (name,), instances))
 
 
 def check_settings(data_dir: Path, names: tuple[str, ...],
@@ -74,17 +110,21 @@ def _first_line(exc: BaseException) -> str:
     return f"{cause.__class__.__name__}: {text[0] if text else ''}".rstrip(": ")[:300]
 
 
-def check_ports(port: int, names: tuple[str, ...]) -> None:
+def check_ports(port: int, names: tuple[str, ...], instances: int = 1) -> None:
     """Each port the suite needs is free, or a ConfigError says which is taken."""
-    for name in names:
-        wanted = port + OFFSETS[name]
+    wanted = services(port, names, instances)
+    if max(service.port for service in wanted) > 65535:
+        raise ConfigError(f"--port {port} leaves no room for {len(wanted)} services on the "
+                          "ports after it; choose a lower --port")
+    for service in wanted:
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind(("127.0.0.1", wanted))
+                probe.bind(("127.0.0.1", service.port))
             except OSError:
-                raise ConfigError(f"port {wanted} (the {name} service's) is already in use; "
-                                  "is another suite running? Choose another --port") from None
+                raise ConfigError(f"port {service.port} (the {service.name} service's) is "
+                                  "already in use; is another suite running? Choose another "
+                                  "--port") from None
 
 
 def start(service: Service, data_dir: Path, env: dict[str, str], workers: int) -> None:
@@ -228,9 +268,11 @@ def running_suite(data_dir: Path) -> dict | None:
 
 
 def run(data_dir: Path, port: int, names: tuple[str, ...], workers: int = 2,
-        echo=print, warn=None) -> int:
+        echo=print, warn=None, instances: int = 1) -> int:
     """Start, watch, stop. Returns the exit status for the command line. A ConfigError is
-    raised before anything has started (the CLI shows it as one line)."""
+    raised before anything has started (the CLI shows it as one line). `instances`: how many
+    processes of the inventory and of the allocation service (each under gunicorn with
+    `workers`), balanced by the gateway and by the allocation service's client."""
     warn = warn or echo
     env = dict(os.environ)
     env["EMSUPPLY_PORT"] = str(port)
@@ -239,7 +281,8 @@ def run(data_dir: Path, port: int, names: tuple[str, ...], workers: int = 2,
         raise ConfigError(f"a suite is already running on {data_dir} "
                           f"(see {data_dir / STATE_FILE})")
     check_settings(data_dir, names, env)
-    check_ports(port, names)
+    scale(env, data_dir, port, names, instances)
+    check_ports(port, names, instances)
     check_redis(env)
     prepare(data_dir, names, env)
     embedded = background = state = None
@@ -256,15 +299,18 @@ def run(data_dir: Path, port: int, names: tuple[str, ...], workers: int = 2,
             embedded = EmbeddedRedis(data_dir / "redis").start()
             env["EMSUPPLY_REDIS_URL"] = embedded.url
         settings = check_settings(data_dir, names, env)
-        for service in services(port, names):
+        started = services(port, names, instances)
+        width = max(11, *(len(service.name) + 1 for service in started))
+        for service in started:
             start(service, data_dir, env, workers)
             running.append(service)
             wait_ready(service, stopping=stopping)
-            echo(f"{service.name:<11} http://127.0.0.1:{service.port}  (log: {service.log_path})")
+            echo(f"{service.name:<{width}} http://127.0.0.1:{service.port}  "
+                 f"(log: {service.log_path})")
         if "gateway" in settings:
             background = start_background(settings, port)
         if embedded:
-            echo(f"{'redis':<11} {embedded.url}  (embedded)  (log: "
+            echo(f"{'redis':<{width}} {embedded.url}  (embedded)  (log: "
                  f"{embedded.directory / 'redis.log'})")
         state = write_state(data_dir, port)
         echo(f"ready: the API is http://127.0.0.1:{port}/api/v1, its docs "

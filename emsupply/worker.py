@@ -120,15 +120,13 @@ def _chores(services: dict[str, Settings], dbs: dict[str, Database]) -> dict[str
         chores["forget-inventory-answers"] = partial(forget_old_answers, dbs["inventory"],
                                                      idempotency)
     if "allocation" in dbs:
+        from allocation_svc import inventory_service
         from allocation_svc.inventory import HttpInventory
         from allocation_svc.models import idempotency as allocation_idempotency
         from allocation_svc.plans import lapse_due, reconcile
-        from shared.client import ServiceClient
 
         settings = services["allocation"]
-        inventory = HttpInventory(ServiceClient("inventory", settings.inventory_url,
-                                                settings.secret, connect_timeout=1.0,
-                                                read_timeout=15.0))
+        inventory = HttpInventory(inventory_service(settings))
         chores["reconcile-plans"] = partial(reconcile, dbs["allocation"], inventory,
                                             settings.reservation_ttl_s)
         chores["forget-allocation-answers"] = partial(forget_old_answers, dbs["allocation"],

@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     for blueprint in (gateway_api.events_blp, gateway_api.webhooks_blp, console.whoami_blp):
         api.register_blueprint(blueprint)
     db = database or Database(settings.database_url)
-    urls = {"inventory": settings.inventory_url, "allocation": settings.allocation_url}
+    urls = {"inventory": settings.inventory_urls, "allocation": settings.allocation_urls}
     upstreams = {name: proxy.Upstream(name, urls[name], settings.secret, options)
                  for name in UPSTREAMS}
     redis = connect(settings.redis_url) if settings.redis_url else None
@@ -184,15 +184,37 @@ def _rate_limits(app: Flask, settings: Settings, options) -> None:
     )
 
 
+class NotReady(RuntimeError):
+    """A failed readiness check, with its report of each instance."""
+
+    def __init__(self, message: str, report):
+        super().__init__(message)
+        self.report = report
+
+
 def _service_check(upstream):
+    """Ready when one of the service's instances is; the report names each instance: whether
+    its /readyz answered 200, and the state of its circuit."""
     def check():
-        client = upstream.client
-        try:
-            answer = client.fetch("/readyz", timeout=(0.5, 2.0))
-        except EmsupplyError as exc:
-            raise RuntimeError(f"{exc.detail} at {client.base_url}") from None
-        if answer.status != 200:
-            raise RuntimeError(f"not ready (its /readyz answered {answer.status})")
+        report, problems = [], []
+        for instance, answer in upstream.client.fetch_each("/readyz", timeout=(0.5, 2.0)):
+            if isinstance(answer, EmsupplyError):
+                problem = f"{answer.detail} at {instance.url}"
+            elif answer.status != 200:
+                problem = f"not ready (its /readyz answered {answer.status})"
+            else:
+                problem = None
+            entry = {"url": instance.url, "ready": problem is None,
+                     "circuit": instance.breaker.state if instance.breaker else "closed"}
+            if problem:
+                entry["detail"] = problem
+                problems.append(f"{instance.url}: {problem}")
+            report.append(entry)
+        if any(entry["ready"] for entry in report):
+            return report
+        if len(report) == 1:
+            raise NotReady(report[0]["detail"], report)
+        raise NotReady("no instance is ready (" + "; ".join(problems) + ")", report)
     check.__name__ = upstream.name
     return check
 

@@ -33,7 +33,7 @@ def _targets() -> webhooks.Targets:
     state = current_app.extensions["gateway"]
     settings = state.settings
     ports = {settings.port} | {urlsplit(url).port
-                               for url in (settings.inventory_url, settings.allocation_url)}
+                               for url in (*settings.inventory_urls, *settings.allocation_urls)}
     return webhooks.Targets(state.options.webhook_allow_internal,
                             frozenset(p for p in ports if p))
 

@@ -12,8 +12,9 @@ UPSTREAM_SECONDS = Histogram("emsupply_gateway_upstream_seconds",
                              buckets=(.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
 UPSTREAM_FAILURES = Counter("emsupply_gateway_upstream_failures_total",
                             "Calls a service did not answer, by kind", ("service", "kind"))
-BREAKER_OPEN = Gauge("emsupply_gateway_circuit_open", "1 while a service's circuit is open",
-                     ("service",))
+BREAKER_OPEN = Gauge("emsupply_gateway_circuit_open",
+                     "How many of a service's instances have their circuit open (with one "
+                     "instance: 1 while it is open)", ("service",))
 EVENTS_INGESTED = Counter("emsupply_gateway_events_ingested_total",
                           "Events stored in the event log, by source", ("source",))
 WEBHOOK_DELIVERIES = Counter("emsupply_gateway_webhook_deliveries_total",

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -26,8 +27,10 @@ class Settings:
     secret: str
     data_dir: Path
     redis_url: str | None = None
-    inventory_url: str = f"http://127.0.0.1:{DEFAULT_PORT + 1}"
-    allocation_url: str = f"http://127.0.0.1:{DEFAULT_PORT + 2}"
+    # Where each service is: one URL, or several instances of it sharing its database
+    # (EMSUPPLY_INVENTORY_URL=http://a:8001,http://b:8001); callers balance over them.
+    inventory_urls: tuple[str, ...] = (f"http://127.0.0.1:{DEFAULT_PORT + 1}",)
+    allocation_urls: tuple[str, ...] = (f"http://127.0.0.1:{DEFAULT_PORT + 2}",)
     # The gateway's port (EMSUPPLY_PORT); the services' are in their URLs.
     port: int = DEFAULT_PORT
     signature_max_age_s: int = 60
@@ -37,6 +40,16 @@ class Settings:
     vehicles: tuple[tuple[str, str, float], ...] = ()
     trip_cost: float | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def inventory_url(self) -> str:
+        """EMSUPPLY_INVENTORY_URL as checked: the URL, or the instances' URLs joined by commas."""
+        return ",".join(self.inventory_urls)
+
+    @property
+    def allocation_url(self) -> str:
+        """EMSUPPLY_ALLOCATION_URL as checked: the URL, or the instances' URLs joined by commas."""
+        return ",".join(self.allocation_urls)
 
 
 def _database_url(env: Mapping[str, str], service: str, data_dir: Path) -> str:
@@ -66,11 +79,43 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
-def _service_url(env: Mapping[str, str], name: str, default: str) -> str:
+def service_urls(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    """One http(s) URL, or a comma-separated list of them (the instances of one service);
+    every bad entry is named in the one line of the ConfigError."""
     raw = env.get(name, "").strip() or default
-    if not raw.startswith(("http://", "https://")):
-        raise ConfigError(f"{name}={raw!r} must be an http:// or https:// URL")
-    return raw.rstrip("/")
+    entries = [part.strip() for part in raw.split(",")]
+    if len(entries) == 1:
+        problem = _url_problem(entries[0])
+        if problem:
+            raise ConfigError(f"{name}={raw!r} {problem}")
+        return (entries[0].rstrip("/"),)
+    problems, urls = [], []
+    for number, entry in enumerate(entries, 1):
+        url = entry.rstrip("/")
+        problem = "is empty" if not entry else _url_problem(entry)
+        if not problem and url in urls:
+            problem = "is listed twice"
+        if problem:
+            problems.append(f"entry {number} {entry!r} {problem}" if entry else
+                            f"entry {number} {problem}")
+        urls.append(url)
+    if problems:
+        raise ConfigError(f"{name}={raw!r}: " + "; ".join(problems) +
+                          " (expected http(s) URLs separated by commas)")
+    return tuple(urls)
+
+
+def _url_problem(url: str) -> str | None:
+    if not url.startswith(("http://", "https://")):
+        return "must be an http:// or https:// URL"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError:
+        return "has a port that is not a number from 0 to 65535"
+    if not parts.hostname:
+        return "has no host"
+    return None
 
 
 def _bounded(env: Mapping[str, str], name: str, default, low, high, parse, what: str):
@@ -150,8 +195,9 @@ def load_settings(service: str, env: Mapping[str, str] | None = None,
         secret=secret,
         data_dir=directory,
         redis_url=_redis_url(env),
-        inventory_url=_service_url(env, "EMSUPPLY_INVENTORY_URL", f"http://127.0.0.1:{port + 1}"),
-        allocation_url=_service_url(env, "EMSUPPLY_ALLOCATION_URL", f"http://127.0.0.1:{port + 2}"),
+        inventory_urls=service_urls(env, "EMSUPPLY_INVENTORY_URL", f"http://127.0.0.1:{port + 1}"),
+        allocation_urls=service_urls(env, "EMSUPPLY_ALLOCATION_URL",
+                                     f"http://127.0.0.1:{port + 2}"),
         port=port,
         signature_max_age_s=whole(env, "EMSUPPLY_SIGNATURE_MAX_AGE", 60, 5, 3600),
         reservation_ttl_s=whole(env, "EMSUPPLY_RESERVATION_TTL", 900, 1, 7 * 86400),

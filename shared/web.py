@@ -169,15 +169,24 @@ def install(app: Flask, ctx: ServiceContext, *, authenticate: bool = True) -> No
 
     @app.get("/readyz")
     def readyz():
-        failures = {}
+        """Ready when every check passes. A check may answer a report (the gateway: each
+        instance of a service), shown under `checks`, failed or not (its exception's
+        `report`)."""
+        failures, reports = {}, {}
         for check in (ctx.db.ping, *ctx.checks):
+            name = getattr(check, "__name__", "check")
             try:
-                check()
+                report = check()
             except Exception as exc:
-                failures[getattr(check, "__name__", "check")] = str(exc)
-        if failures:
-            return {"status": "unavailable", "failures": failures}, 503
-        return {"status": "ready"}
+                failures[name] = str(exc)
+                report = getattr(exc, "report", None)
+            if report is not None:
+                reports[name] = report
+        answer = {"status": "unavailable", "failures": failures} if failures else \
+            {"status": "ready"}
+        if reports:
+            answer["checks"] = reports
+        return (answer, 503) if failures else answer
 
     @app.get("/metrics")
     def metrics():

@@ -70,13 +70,24 @@ def test_the_compose_file_runs_every_role_with_health_checks_and_migrations_firs
             "relay"} <= set(services)
     ours = {name: s for name, s in services.items() if s.get("image") == "emsupply:latest"}
     assert {name: s["command"] for name, s in ours.items()} == {
-        "migrate": ["migrate"], "inventory": ["inventory"], "allocation": ["allocation"],
+        "migrate": ["migrate"], "inventory": ["inventory"], "inventory-2": ["inventory"],
+        "allocation": ["allocation"], "allocation-2": ["allocation"],
         "gateway": ["gateway"], "relay": ["relay"]}
-    for name in ("postgres", "redis", "inventory", "allocation", "gateway"):
+    for name in ("postgres", "redis", "inventory", "inventory-2", "allocation", "allocation-2",
+                 "gateway"):
         assert services[name].get("healthcheck", {}).get("test"), name
-    for name in ("inventory", "allocation"):
+    for name in ("inventory", "inventory-2", "allocation", "allocation-2"):
         assert services[name]["depends_on"]["migrate"]["condition"] == \
             "service_completed_successfully"
+    # Two of each service: the gateway (and the allocation service, for the inventory) is
+    # given both, and waits for both.
+    for name, service in ours.items():
+        assert service["environment"]["EMSUPPLY_INVENTORY_URL"] == \
+            "http://inventory:8000,http://inventory-2:8000", name
+        assert service["environment"]["EMSUPPLY_ALLOCATION_URL"] == \
+            "http://allocation:8000,http://allocation-2:8000", name
+    assert set(services["gateway"]["depends_on"]) == {"inventory", "inventory-2", "allocation",
+                                                      "allocation-2"}
     for name, service in ours.items():
         env = service["environment"]
         assert env["EMSUPPLY_SECRET"] == SECRET, name
@@ -123,8 +134,8 @@ def stop(process: subprocess.Popen) -> int:
 def test_every_role_of_the_compose_file_starts_through_the_entrypoint_outside_docker(tmp_path):
     """The roles in the compose file's order, each through `sh docker/entrypoint.sh ROLE` with
     the image's gunicorn settings, on SQLite and a Redis-less environment here."""
-    roles = [s["command"][0] for s in compose_config()["services"].values()
-             if s.get("image") == "emsupply:latest"]
+    roles = list(dict.fromkeys(s["command"][0] for s in compose_config()["services"].values()
+                               if s.get("image") == "emsupply:latest"))  # one of each
     port = free_block(3)
     ports = {"gateway": port, "inventory": port + 1, "allocation": port + 2}
     env = clean_env(

@@ -180,18 +180,17 @@ def test_a_slow_service_is_504_after_the_read_timeout_and_not_retried(make_gatew
     ("GET", None, 3), ("POST", None, 1), ("POST", "k-9", 3), ("PUT", None, 1)])
 def test_retries_only_where_safe(make_gateway, fake, method, key, attempts):
     app = make_gateway(inventory_url=fake.live.url, retries=2)
-    upstream = app.extensions["gateway"].upstreams["inventory"]
-    real = upstream.client.forward
+    (instance,) = app.extensions["gateway"].upstreams["inventory"].client.instances
+    real = instance.transport.request
     tries = []
 
     def flaky(*args, **kwargs):
         tries.append(1)
         if len(tries) < 3:
-            raise Unavailable("the inventory service is unreachable",
-                              extra={"service": "inventory"})
+            raise ConnectionError("refused")
         return real(*args, **kwargs)
 
-    upstream.client.forward = flaky
+    instance.transport.request = flaky
     headers = bearer(app)
     if key:
         headers["Idempotency-Key"] = key
@@ -210,7 +209,7 @@ def test_the_circuit_opens_after_failures_and_answers_at_once(make_gateway):
         assert client.get("/api/v1/roads", headers=headers).get_json().get("circuit") is None
     assert upstream.breaker.state == "open"
     calls = []
-    upstream.client.forward = lambda *a, **k: calls.append(1)
+    upstream.client.instances[0].transport.request = lambda *a, **k: calls.append(1)
     response = client.get("/api/v1/incidents/1", headers=headers)
     assert response.status_code == 503
     assert response.get_json()["circuit"] == "open"
@@ -306,8 +305,14 @@ def test_health_readiness_and_metrics(make_gateway, live_inventory, redis_url):
     assert ready.status_code == 503  # allocation is down
     failures = ready.get_json()["failures"]
     assert set(failures) == {"allocation"} and "unreachable" in failures["allocation"]
+    assert failures["allocation"].endswith(" at " + app.extensions["gateway"].settings
+                                           .allocation_url)
+    assert ready.get_json()["checks"]["allocation"] == [{
+        "url": app.extensions["gateway"].settings.allocation_url, "ready": False,
+        "circuit": "closed", "detail": failures["allocation"]}]
     ok = make_gateway(inventory_url=live_inventory.url, redis_url=redis_url)
-    assert ok.test_client().get("/readyz").get_json() == {"status": "ready"}
+    assert ok.test_client().get("/readyz").get_json() == {"status": "ready", "checks": {
+        "inventory": [{"url": live_inventory.url, "ready": True, "circuit": "closed"}]}}
     client.get("/api/v1/items", headers=bearer(app))
     text = client.get("/metrics").get_data(as_text=True)
     assert 'emsupply_gateway_proxied_requests_total{method="GET",service="inventory",' \
