@@ -61,3 +61,11 @@ translations: $(RUN_STAMP)
 .PHONY: campaign
 campaign: $(TEST_STAMP)
 	$(BIN)/python bench/campaign.py $(CAMPAIGN_ARGS)
+
+# Speed where users wait (issue 12; docs/benchmarks.md): the suite under gunicorn on PostgreSQL
+# (127.0.0.1:5432; it creates and drops the emsupply_speed_* databases) and Redis
+# (127.0.0.1:6379, db 14, flushed), measured through the gateway, aims beside the figures.
+# BENCH_ARGS e.g. "--only plan,hot --seconds 5", or "--profile DIR" (needs py-spy in .venv).
+.PHONY: bench
+bench: $(RUN_STAMP)
+	$(BIN)/python bench/bench_speed.py $(BENCH_ARGS)

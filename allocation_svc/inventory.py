@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
+import numpy as np
+
 from shared.auth import Identity
 from shared.client import ServiceClient
 
@@ -26,9 +28,61 @@ class Network:
     version: str | None = None
     catalogue: int | None = None
     rows: dict[tuple[int, str], int] = field(default_factory=dict, repr=False)
+    _arrays: Arrays | None = field(default=None, repr=False)
+    _places: Places | None = field(default=None, repr=False)
 
     def index(self) -> dict[str, int]:
         return {code: i for i, code in enumerate(self.warehouses["code"])}
+
+    def arrays(self) -> Arrays:
+        """The balances as numbers for the solver's depot table, made once per network."""
+        if self._arrays is None:
+            s = self.stock
+            numbers: dict[str, int] = {}
+            self._arrays = Arrays(
+                warehouse=np.asarray(s["warehouse"], dtype=np.int64),
+                item=np.fromiter((numbers.setdefault(sku, len(numbers)) for sku in s["item"]),
+                                 dtype=np.int64, count=len(s["item"])),
+                skus=numbers, available=np.asarray(s["available"], dtype=np.int64),
+                min=np.asarray(s["min"], dtype=np.int64))
+        return self._arrays
+
+
+    def places(self) -> Places:
+        """Each warehouse's county, township, level and status as arrays, made once per
+        warehouses' version."""
+        if self._places is None:
+            w = self.warehouses
+            paths = [[p for p in path.split("/") if p] for path in w["path"]]
+            self._places = Places(
+                township=np.array([p[2] if len(p) > 2 else None for p in paths], dtype=object),
+                county=np.array([p[1] if len(p) > 1 else None for p in paths], dtype=object),
+                level=np.array(w["level"], dtype=object),
+                status=np.array(w["status"], dtype=object))
+        return self._places
+
+
+@dataclass(frozen=True)
+class Places:
+    township: np.ndarray
+    county: np.ndarray
+    level: np.ndarray
+    status: np.ndarray
+
+
+@dataclass(frozen=True)
+class Arrays:
+    warehouse: np.ndarray  # each balance's row in the warehouses
+    item: np.ndarray  # each balance's item, as its number in `skus`
+    skus: dict[str, int]
+    available: np.ndarray
+    min: np.ndarray
+
+    def updated(self, at: list[int], available: list[int], least: list[int]) -> Arrays:
+        """The same with the balances at rows `at` changed (none added)."""
+        now, floor = self.available.copy(), self.min.copy()
+        now[at], floor[at] = available, least
+        return Arrays(self.warehouse, self.item, self.skus, now, floor)
 
 
 def merged(network: Network | None, answer: dict[str, Any]) -> Network:
@@ -42,21 +96,28 @@ def merged(network: Network | None, answer: dict[str, Any]) -> Network:
                        answer.get("catalogue"), rows)
     changed = answer["stock"]
     warehouses = answer.get("warehouses") or network.warehouses
+    places = network._places if warehouses is network.warehouses else None
     if not changed["warehouse"]:
         return Network(warehouses, network.stock, answer.get("version"),
-                       answer.get("catalogue"), network.rows)
+                       answer.get("catalogue"), network.rows, network._arrays, places)
     stock = {name: list(column) for name, column in network.stock.items()}
     rows = dict(network.rows)
+    spots = []
     for i, key in enumerate(zip(changed["warehouse"], changed["item"], strict=True)):
         at = rows.get(key)
         if at is None:
-            rows[key] = len(stock["warehouse"])
+            rows[key] = at = len(stock["warehouse"])
             for name, column in stock.items():
                 column.append(changed[name][i])
         else:
             for name, column in stock.items():
                 column[at] = changed[name][i]
-    return Network(warehouses, stock, answer.get("version"), answer.get("catalogue"), rows)
+        spots.append(at)
+    arrays = None
+    if network._arrays is not None and len(rows) == len(network.rows):  # nothing new
+        arrays = network._arrays.updated(spots, changed["available"], changed["min"])
+    return Network(warehouses, stock, answer.get("version"), answer.get("catalogue"), rows,
+                   arrays, places)
 
 
 class Inventory(Protocol):

@@ -558,25 +558,26 @@ def depots(network: Network, sites: list[dict], graph: RoadGraph,
     """The solver's depot table, straight from the inventory's columns (no object per depot)."""
     w, s = network.warehouses, network.stock
     affected = {site["township"] for site in sites if site.get("township")}
-    paths = [[p for p in path.split("/") if p] for path in w["path"]]
-    townships = np.array([p[2] if len(p) > 2 else None for p in paths], dtype=object)
-    column = {sku: i for i, sku in enumerate(items)}
+    place = network.places()
     available = np.zeros((len(w["code"]), len(items)), dtype=np.int64, order="F")
     minimum = np.zeros_like(available)
     if s["warehouse"]:
-        rows = np.asarray(s["warehouse"], dtype=np.int64)
-        cols = np.array([column.get(sku, -1) for sku in s["item"]], dtype=np.int64)
+        a = network.arrays()
+        column = np.full(len(a.skus), -1, dtype=np.int64)  # item number -> the plan's column
+        for i, sku in enumerate(items):
+            if sku in a.skus:
+                column[a.skus[sku]] = i
+        cols = column[a.item]
         keep = cols >= 0
-        available[rows[keep], cols[keep]] = np.maximum(np.asarray(s["available"])[keep], 0)
-        minimum[rows[keep], cols[keep]] = np.asarray(s["min"])[keep]
+        available[a.warehouse[keep], cols[keep]] = np.maximum(a.available[keep], 0)
+        minimum[a.warehouse[keep], cols[keep]] = a.min[keep]
     return solver.DepotTable(
         codes=list(w["code"]), node=graph.node_indexes(w["road_node"]),
-        active=np.array([status == ACTIVE for status in w["status"]], dtype=bool),
-        in_incident=np.array([t in affected for t in townships.tolist()], dtype=bool),
-        township=townships,
-        county=np.array([p[1] if len(p) > 1 else None for p in paths], dtype=object),
-        items=list(items), available=available, minimum=minimum,
-        level=np.array(w["level"], dtype=object))
+        active=place.status == ACTIVE,
+        in_incident=np.fromiter((t in affected for t in place.township), dtype=bool,
+                                count=len(place.township)),
+        township=place.township, county=place.county,
+        items=list(items), available=available, minimum=minimum, level=place.level)
 
 
 def hold_lines(shipments: list[Shipment]) -> list[dict]:

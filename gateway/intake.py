@@ -6,14 +6,21 @@ pass any per-read timeout): when the time is up, the connection's reading side i
 blocked read returns, and the answer is 408. Either way the server then closes the connection
 rather than draining what is left of the body, so a slow or huge body holds a thread for at most
 `body_timeout_s`. The body read is kept in the environ, so later readers never touch the socket.
+
+The time is kept by one watchdog thread per process for all requests, not a timer thread per
+request: starting a thread cost more than the rest of the gateway's work on a call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import io
+import itertools
 import socket
 import threading
+import time
+from collections.abc import Callable
 
 from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
@@ -48,17 +55,14 @@ def take_body(environ: dict, max_bytes: int, timeout_s: float) -> None:
         late.set()
         _stop_reading(connection)
 
-    timer = threading.Timer(timeout_s, cut) if connection is not None else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
+    alarm = WATCHDOG.after(timeout_s, cut) if connection is not None else None
     try:
         body = _read(environ["wsgi.input"], length, max_bytes)
     except OSError:
         body = None
     finally:
-        if timer is not None:
-            timer.cancel()
+        if alarm is not None:
+            WATCHDOG.cancel(alarm)
     if late.is_set() or body is None or (length is not None and len(body) < length):
         _stop_reading(connection)
         raise RequestTimeout(f"the body did not arrive within {timeout_s:g} s "
@@ -96,3 +100,51 @@ def _stop_reading(connection: socket.socket | None) -> None:
     if connection is not None:
         with contextlib.suppress(OSError):
             connection.shutdown(socket.SHUT_RD)
+
+
+class Watchdog:
+    """Calls what falls due, on one thread (started on first use, so in each worker process
+    after the fork). A cancelled call is only marked, and dropped when its time comes. The
+    calls are short (a socket's shutdown)."""
+
+    def __init__(self) -> None:
+        self._due: list[list] = []  # [when, sequence, call or None], a heap
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def after(self, seconds: float, call: Callable[[], None]) -> list:
+        entry = [time.monotonic() + seconds, next(self._order), call]
+        with self._wake:
+            heapq.heappush(self._due, entry)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="body-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            elif self._due[0] is entry:  # sooner than what the thread waits for
+                self._wake.notify()
+        return entry
+
+    def cancel(self, entry: list) -> None:
+        """Once this returns, the call has either been made or never will be."""
+        with self._wake:
+            entry[2] = None
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:  # calls are made holding it: `cancel` cannot pass one mid-way
+                while self._due and self._due[0][2] is None:
+                    heapq.heappop(self._due)
+                if not self._due:
+                    self._wake.wait()
+                    continue
+                delay = self._due[0][0] - time.monotonic()
+                if delay > 0:
+                    self._wake.wait(delay)
+                    continue
+                call = heapq.heappop(self._due)[2]
+                with contextlib.suppress(Exception):
+                    call()
+
+
+WATCHDOG = Watchdog()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, ColumnElement, Subquery, cast, func, select, update
+from sqlalchemy import BigInteger, ColumnElement, Subquery, case, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from inventory_svc.models import Reservation, ReservationLine, Stock
 from inventory_svc.vocabulary import EXPIRED, HELD
 from shared.db import Database
+from shared.sql import locks_rows
 
 
 def live_reserved(now: datetime | None = None) -> tuple[Subquery, ColumnElement[int]]:
@@ -67,11 +68,18 @@ def expire_holds(db: Database) -> int:
 
 
 def free(session: Session, quantities: dict[int, int]) -> None:
-    """Lower `reserved` by {stock id: quantity}, in stock id order (the one lock order)."""
-    for stock_id in sorted(quantities):
-        if quantities[stock_id]:
-            session.execute(update(Stock).where(Stock.id == stock_id)
-                            .values(reserved=Stock.reserved - quantities[stock_id]))
+    """Lower `reserved` by {stock id: quantity}: the rows locked in stock id order (the one
+    lock order), then all lowered in one statement, whatever the number of lines."""
+    wanted = {stock_id: q for stock_id, q in quantities.items() if q}
+    if not wanted:
+        return
+    ids = sorted(wanted)
+    if locks_rows(session):
+        session.execute(select(Stock.id).where(Stock.id.in_(ids)).order_by(Stock.id)
+                        .with_for_update())
+    session.execute(update(Stock).where(Stock.id.in_(ids))
+                    .values(reserved=Stock.reserved - case(wanted, value=Stock.id))
+                    .execution_options(synchronize_session=False))
 
 
 def expire(reservation: Reservation) -> Reservation:

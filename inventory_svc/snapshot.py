@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import BigInteger, case, cast, func, or_, select, text
+from sqlalchemy import BigInteger, case, cast, func, select, text, union
 from sqlalchemy.orm import Session
 
 from inventory_svc import shelf
@@ -77,11 +77,17 @@ def snapshot(session: Session, items: list[str] | None, since: str | None = None
     if before is None or before.warehouses != now.warehouses:
         warehouses = _warehouses(session)
     query = _balances(items)
-    if before is not None:
-        query = query.where(_changed_since(session, before, now.at))
-    rows = session.execute(query).all()
-    position = _positions(session) if warehouses is None else \
-        {wid: index for index, wid in enumerate(warehouses.pop("id"))}
+    rows = []
+    if before is None:
+        rows = session.execute(query).all()
+    else:  # the changed ids first, each way by its index; then only their balances
+        changed = _changed_since(session, before, now.at)
+        if changed:
+            rows = session.execute(query.where(Stock.id.in_(changed))).all()
+    if warehouses is not None:
+        position = {wid: index for index, wid in enumerate(warehouses.pop("id"))}
+    else:
+        position = _positions(session) if rows else {}
     return {
         "version": str(now),
         "full": before is None,
@@ -151,16 +157,16 @@ def _balances(items: list[str] | None):
     return query
 
 
-def _changed_since(session: Session, before: Version, now: datetime):
-    """Balances written since `before`, or changed by the clock: a hold that ran out, a lot
-    that reached its date (both found by their indexes)."""
+def _changed_since(session: Session, before: Version, now: datetime) -> list[int]:
+    """The ids of the balances written since `before`, or changed by the clock: a hold that
+    ran out, a lot that reached its date (each found by its index)."""
     if before.mark.isdigit():
-        written = Stock.changed > int(before.mark)
+        written = select(Stock.id).where(Stock.changed > int(before.mark))
     else:  # written by a transaction the earlier snapshot did not see
         xmin = int(before.mark.split(":")[0])
-        written = (Stock.changed >= xmin) & text(
+        written = select(Stock.id).where(Stock.changed >= xmin, text(
             "NOT pg_visible_in_snapshot(stock.changed::text::xid8, CAST(:mark AS pg_snapshot))"
-        ).bindparams(mark=before.mark)
+        ).bindparams(mark=before.mark))
     ran_out = (select(ReservationLine.stock_id)
                .join(Reservation, Reservation.id == ReservationLine.reservation_id)
                .where(Reservation.status == HELD,
@@ -169,4 +175,4 @@ def _changed_since(session: Session, before: Version, now: datetime):
     dated = (select(Lot.stock_id)
              .where(Lot.expires_on >= shelf.today(before.at - CLOCK_MARGIN) - timedelta(days=1),
                     Lot.expires_on <= shelf.today(now) + timedelta(days=1), Lot.on_hand > 0))
-    return or_(written, Stock.id.in_(ran_out), Stock.id.in_(dated))
+    return sorted(set(session.scalars(union(written, ran_out, dated)).all()))

@@ -294,3 +294,21 @@ def test_a_webhook_id_beyond_its_column_is_404_not_500(as_role):
     for method, path in (("GET", f"/api/v1/webhooks/{big}"), ("DELETE", f"/api/v1/webhooks/{big}"),
                          ("GET", f"/api/v1/webhooks/{big}/deliveries")):
         assert admin.call(method, path).status_code == 404, (method, path)
+
+
+def test_the_watchdog_calls_what_is_due_and_never_what_was_cancelled():
+    import threading
+    import time
+
+    from gateway.intake import Watchdog
+
+    watchdog, fired = Watchdog(), []
+    done = threading.Event()
+    later = watchdog.after(0.3, lambda: fired.append("later"))
+    kept = watchdog.after(0.05, lambda: (fired.append("soon"), done.set()))
+    dropped = watchdog.after(0.01, lambda: fired.append("dropped"))
+    watchdog.cancel(dropped)
+    assert done.wait(2)
+    watchdog.cancel(later)
+    time.sleep(0.4)
+    assert fired == ["soon"] and kept[2] is not None
