@@ -5,6 +5,7 @@ incidents and restocking depend on that alone, so that tests drive them with a f
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -12,9 +13,10 @@ from urllib.parse import urlencode
 import numpy as np
 
 from shared.auth import Identity
-from shared.client import ServiceClient
+from shared.client import RemoteError, ServiceClient
 
 SERVICE = Identity("allocation-service", "service")
+FULL_READ_EVERY_S = 600.0
 
 
 @dataclass
@@ -167,15 +169,26 @@ class HttpInventory:
         self.client = client
         self._lock = threading.Lock()
         self._network: Network | None = None
+        self._full_at = float("-inf")
         self._items: tuple[int | None, list[dict[str, Any]]] | None = None
 
     def network(self, items: list[str] | None = None) -> Network:
         with self._lock:  # one refresh at a time; the next thread's is then a small one
             kept = self._network
+            if time.monotonic() - self._full_at > FULL_READ_EVERY_S:
+                kept = None  # now and then everything again: a safety net, not a need
             path = "/api/v1/stock/snapshot"
             if kept is not None and kept.version:
                 path += "?" + urlencode({"since": kept.version})
-            self._network = merged(kept, self.client.call("GET", path, SERVICE))
+            try:
+                answer = self.client.call("GET", path, SERVICE)
+            except RemoteError as exc:
+                if exc.status != 422 or kept is None:
+                    raise
+                kept, answer = None, self.client.call("GET", "/api/v1/stock/snapshot", SERVICE)
+            if kept is None:
+                self._full_at = time.monotonic()
+            self._network = merged(kept, answer)
             return self._network
 
     def forget(self) -> None:

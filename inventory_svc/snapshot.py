@@ -73,9 +73,11 @@ def snapshot(session: Session, items: list[str] | None, since: str | None = None
     """Everything (no `since`), or what changed since that version."""
     before = Version.parse(since) if since else None
     now = _version(session)  # first: whatever is written after this is sent next time
-    warehouses = None
-    if before is None or before.warehouses != now.warehouses:
-        warehouses = _warehouses(session)
+    if before is not None and (_behind(now, before) or before.warehouses != now.warehouses):
+        # The database was replaced (restored, seeded anew), or the warehouses changed (the
+        # rows' positions with them): everything again.
+        before = None
+    warehouses = _warehouses(session) if before is None else None
     query = _balances(items)
     rows = []
     if before is None:
@@ -116,6 +118,15 @@ def _version(session: Session) -> Version:
     stamp = "" if latest is None else latest.isoformat().replace("~", "")
     return Version(mark, datetime.now(UTC), f"{count}.{stamp}".replace("~", ""),
                    session.scalar(select(func.count(Item.id))) or 0)
+
+
+def _behind(now: Version, before: Version) -> bool:
+    """Is the database's mark now older than the one given (or of another kind)?"""
+    if now.mark.isdigit() != before.mark.isdigit():
+        return True
+    if now.mark.isdigit():
+        return int(now.mark) < int(before.mark)
+    return int(now.mark.split(":")[0]) < int(before.mark.split(":")[0])
 
 
 def _warehouses(session: Session) -> dict[str, list]:

@@ -79,6 +79,7 @@ def test_only_what_changed_comes_back(inv, inventory_db):
     assert made.status_code == 201
     receive(inv, "KL-T03", "TENT", 1)
     grown = read(inv, by_clock["version"])
+    assert grown["full"] is True  # a warehouse changed: everything again
     assert grown["warehouses"] is not None and "KL-T03" in grown["warehouses"]["code"]
     kept = merged(kept, grown)
     assert balances(kept) == balances(merged(None, read(inv)))
@@ -149,3 +150,25 @@ def test_a_write_in_flight_during_the_read_comes_with_the_next(inv, inventory_db
     after = read(inv, kept.version)
     assert ("KL", "TENT") in changed_keys(after, kept.warehouses["code"])
     assert balances(merged(kept, after))[("KL", "TENT")][4] == 7
+
+
+def test_a_version_from_a_database_since_replaced_gets_everything(inv):
+    build_tree(inv)
+    receive(inv, "KL", "TENT", 10)
+    mark, *rest = read(inv)["version"].split("~")
+    ahead = "99999999999" if mark.isdigit() else "99999999999:99999999999:"
+    answer = read(inv, "~".join([ahead, *rest]))
+    assert answer["full"] is True and answer["warehouses"] is not None
+    assert len(answer["stock"]["warehouse"]) == 1
+
+
+def test_the_kept_network_is_read_whole_again_when_its_version_is_refused(inv, allocation_app):
+    build_tree(inv)
+    receive(inv, "KL", "TENT", 10)
+    inventory = allocation_app.extensions["allocation"].inventory
+    first = inventory.network()
+    assert balances(first)[("KL", "TENT")][0] == 10
+    first.version = "not~a~version~at all"  # as from an older inventory, or garbled
+    receive(inv, "KL", "TENT", 5)
+    again = inventory.network()
+    assert again.version != first.version and balances(again)[("KL", "TENT")][0] == 15

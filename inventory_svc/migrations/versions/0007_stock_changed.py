@@ -28,6 +28,8 @@ PG_TRIGGER = """
 CREATE TRIGGER stock_changed BEFORE INSERT OR UPDATE ON stock
 FOR EACH ROW EXECUTE FUNCTION stock_changed()
 """
+# A later migration that makes SQLite copy the stock table (a batch "move and copy") must create
+# these triggers again: the copy has none.
 # SQLite: writers take turns (BEGIN IMMEDIATE), so one more than the highest so far is in
 # commit order. A trigger's own update does not fire it again (recursive_triggers is off, and
 # the WHEN clause says so anyway).
