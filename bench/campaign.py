@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from ports import free_block  # noqa: E402  (the tests' ports: below the ephemeral range)
 
 BIN = Path(sys.executable).parent
-ROLES = ("admin", "commander", "keeper", "integration", "viewer")
+ROLES = ("admin", "commander", "keeper", "reporter", "integration", "viewer")
 SECRET = "campaign-secret-" + uuid.uuid4().hex
 
 
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                             headers={"Authorization": f"Bearer {admin}"}).json()["items"][0]
         tokens = {"admin": admin}
         for role in ROLES[1:]:
-            scope = ("--warehouse", head["code"]) if role == "keeper" else ()
+            scope = ("--warehouse", head["code"]) if role in ("keeper", "reporter") else ()
             tokens[role] = suite.cli("token", "create", "--role", role, *scope,
                                      "--name", f"campaign-{role}").strip()
         runs, total, seed = [], 0, 1
