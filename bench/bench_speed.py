@@ -272,6 +272,12 @@ def per_unit(used: dict[str, float], units: int) -> dict[str, float]:
     return out
 
 
+def movements_note(m: dict) -> str:
+    """Latency, statuses, load and CPU of a run of keepers' movements."""
+    return (f"p50 {m['p50_s'] * 1e3:.1f} ms, p99 {m['p99_s'] * 1e3:.1f} ms, "
+            f"statuses {m['statuses']}, load {m['load']}; {cpu_note(m['cpu'], 'movement')}")
+
+
 def cpu_note(cpu: dict[str, float], unit: str) -> str:
     parts = ", ".join(f"{name} {cpu[name]:.2f}" for name in
                       ("gateway", "passthrough", "inventory", "allocation", "postgres", "relay",
@@ -1182,9 +1188,7 @@ def report(figures: dict, args, suite: Suite) -> None:
     if "hot" in figures:
         h, b = figures["hot"]["hot"], figures["hot"]["bare"]
         row("hot balance, 16 keepers via gateway", f"{h['rate']:.0f}/s", ">= 400/s",
-            h["rate"] >= AIMS["hot_rate"], f"p50 {h['p50_s'] * 1e3:.1f} ms, p99 "
-            f"{h['p99_s'] * 1e3:.1f} ms, statuses {h['statuses']}, load {h['load']}; "
-            f"{cpu_note(h['cpu'], 'movement')}")
+            h["rate"] >= AIMS["hot_rate"], movements_note(h))
         row("  bare UPDATE ... RETURNING loop, 16 conns", f"{b['rate']:.0f}/s", "", None,
             f"p50 {b['p50_s'] * 1e3:.2f} ms, p99 {b['p99_s'] * 1e3:.2f} ms, load {b['load']}; "
             f"{cpu_note(b['cpu'], 'update')}")
@@ -1194,12 +1198,9 @@ def report(figures: dict, args, suite: Suite) -> None:
         sp = figures["spread"]
         a, k = sp["plain"], sp["keyed"]
         row(f"spread over {sp['balances']} balances, 16 keepers", f"{a['rate']:.0f}/s",
-            ">= 800/s", a["rate"] >= AIMS["spread_rate"],
-            f"p50 {a['p50_s'] * 1e3:.1f} ms, p99 {a['p99_s'] * 1e3:.1f} ms, "
-            f"statuses {a['statuses']}, load {a['load']}; {cpu_note(a['cpu'], 'movement')}")
+            ">= 800/s", a["rate"] >= AIMS["spread_rate"], movements_note(a))
         row("  the same with Idempotency-Key", f"{k['rate']:.0f}/s", "", None,
-            f"p50 {k['p50_s'] * 1e3:.1f} ms, p99 {k['p99_s'] * 1e3:.1f} ms, "
-            f"statuses {k['statuses']}, load {k['load']}; {cpu_note(k['cpu'], 'movement')}")
+            movements_note(k))
         row("  keyed / plain", f"{k['rate'] / a['rate']:.2f}", ">= 0.8",
             k["rate"] / a["rate"] >= AIMS["keys_ratio"])
     if "hop" in figures:

@@ -115,8 +115,8 @@ def _version(session: Session) -> Version:
         mark = str(session.scalar(select(func.coalesce(func.max(Stock.changed), 0))))
     count, latest = session.execute(select(func.count(Warehouse.id),
                                            func.max(Warehouse.updated_at))).one()
-    stamp = "" if latest is None else latest.isoformat().replace("~", "")
-    return Version(mark, datetime.now(UTC), f"{count}.{stamp}".replace("~", ""),
+    stamp = "" if latest is None else latest.isoformat()
+    return Version(mark, datetime.now(UTC), f"{count}.{stamp}",
                    session.scalar(select(func.count(Item.id))) or 0)
 
 

@@ -377,7 +377,7 @@ class ServiceClient:
         timeout = timeout or self.timeout
         failed: Instance | None = None
         tried: list[Instance] = []
-        for attempt in range(attempts):
+        for attempt in itertools.count():  # ends by an answer, or by the last attempt's error
             instance = self.upstreams.pick(after=failed)
             if instance in tried:  # no other instance left to go to: give it a moment
                 time.sleep(0.05 * 2 ** (attempt - 1))
@@ -405,7 +405,6 @@ class ServiceClient:
             else:
                 instance.success()
             return reply
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, instance: Instance, method: str, path: str, body: bytes,
               headers: dict[str, str], timeout: tuple[float, float]) -> Reply:

@@ -9,10 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 from ports import free_block
+from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[2]
 EMSUPPLY = str(Path(sys.executable).with_name("emsupply"))
@@ -131,3 +134,21 @@ def service_master(data_dir: Path, package: str) -> int:
     if len(masters) != 1:
         raise AssertionError(f"expected one gunicorn master of {package}, found {candidates}")
     return masters[0]
+
+
+def fresh_databases(admin_url: str, prefix: str) -> Iterator[dict[str, str]]:
+    """A fresh PostgreSQL database per service (`<prefix>_<service>_<tag>`), for a fixture to
+    yield from; dropped afterwards."""
+    tag = uuid.uuid4().hex[:6]
+    names = {service: f"{prefix}_{service}_{tag}"
+             for service in ("inventory", "allocation", "gateway")}
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in names.values():
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base = admin_url.rsplit("/", 1)[0]
+    yield {service: f"{base}/{name}" for service, name in names.items()}
+    with admin.connect() as conn:
+        for name in names.values():
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

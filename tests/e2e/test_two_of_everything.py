@@ -14,13 +14,12 @@ import json
 import os
 import random
 import threading
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 import requests
-from e2e_helpers import Up, clean_env, wait_gone
+from e2e_helpers import Up, clean_env, fresh_databases, wait_gone
 from factories import ITEMS, TREE, road_node, roads_geojson
 from ports import free_block
 from sqlalchemy import create_engine, text
@@ -37,19 +36,7 @@ START = {HOT: 60}  # little enough that issues run it dry (409s); the others 300
 @pytest.fixture
 def databases(pg_admin_url):
     """A fresh PostgreSQL database per service, dropped afterwards."""
-    tag = uuid.uuid4().hex[:6]
-    names = {service: f"emsupply_two_{service}_{tag}"
-             for service in ("inventory", "allocation", "gateway")}
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for name in names.values():
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    base = pg_admin_url.rsplit("/", 1)[0]
-    yield {service: f"{base}/{name}" for service, name in names.items()}
-    with admin.connect() as conn:
-        for name in names.values():
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield from fresh_databases(pg_admin_url, "emsupply_two")
 
 
 def make_tokens(url: str) -> dict[str, object]:

@@ -10,8 +10,7 @@ import uuid
 
 import pytest
 import redis
-from e2e_helpers import Up, clean_env, run, wait_gone
-from sqlalchemy import create_engine, text
+from e2e_helpers import Up, clean_env, fresh_databases, run, wait_gone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 REDIS_URL = os.environ.get("EMSUPPLY_TEST_REDIS_URL", "")
@@ -20,19 +19,7 @@ REDIS_URL = os.environ.get("EMSUPPLY_TEST_REDIS_URL", "")
 @pytest.fixture
 def databases(pg_admin_url):
     """Three fresh databases, one per service, dropped afterwards."""
-    tag = uuid.uuid4().hex[:6]
-    names = {service: f"emsupply_e2e_{service}_{tag}"
-             for service in ("inventory", "allocation", "gateway")}
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for name in names.values():
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    base = pg_admin_url.rsplit("/", 1)[0]
-    yield {service: f"{base}/{name}" for service, name in names.items()}
-    with admin.connect() as conn:
-        for name in names.values():
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield from fresh_databases(pg_admin_url, "emsupply_e2e")
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="set EMSUPPLY_TEST_REDIS_URL to run against Redis")
