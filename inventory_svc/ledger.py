@@ -102,9 +102,11 @@ def touch(session: Session, pairs: set[tuple[int, int]]) -> None:
 
 def lock_balances_by_code(session: Session, pairs: Iterable[tuple[str, str]],
                           field: str = "lines") -> dict[tuple[str, str], int]:
-    """`lock_balances` for many (warehouse code, sku) pairs at once, as a plan's hold names
-    them: a handful of statements for the whole set instead of four a line. Unknown codes are
-    422 naming `field`. Answers {(code, sku): stock id}."""
+    """Lock the balances of many (warehouse code, sku) pairs at once, as a plan's hold names
+    them: three statements for the whole set, the rows locked in stock id order (the one lock
+    order). A pair without a balance row has nothing to give and is left out of the answer
+    (nothing is created: a hold on it is a shortfall). Unknown codes are 422 naming `field`.
+    Answers {(code, sku): stock id}."""
     pairs = sorted(set(pairs))
     codes, skus = sorted({c for c, _ in pairs}), sorted({s for _, s in pairs})
     warehouses = dict(session.execute(select(Warehouse.code, Warehouse.id)
@@ -115,23 +117,15 @@ def lock_balances_by_code(session: Session, pairs: Iterable[tuple[str, str]],
         if unknown:
             detail = f"no {name} {', '.join(map(repr, unknown[:10]))}"
             raise InvalidInput(detail, errors={f"{field}.{name}": [detail]})
-    keys = sorted((warehouses[c], items[s]) for c, s in pairs)  # the one creation order
-    session.execute(insert_for(session, Stock.__table__).on_conflict_do_nothing(
-        index_elements=["warehouse_id", "item_id"]),
-        [{"warehouse_id": w, "item_id": i, "on_hand": 0, "reserved": 0, "min": 0, "target": 0}
-         for w, i in keys])
-    wanted_keys = set(keys)
-    found = {}
-    for stock_id, w, i in session.execute(
-            select(Stock.id, Stock.warehouse_id, Stock.item_id)
-            .where(Stock.warehouse_id.in_({w for w, _item in keys}),
-                   Stock.item_id.in_({i for _warehouse, i in keys}))):
-        if (w, i) in wanted_keys:
-            found[w, i] = stock_id
+    query = (select(Stock.id, Stock.warehouse_id, Stock.item_id)
+             .where(tuple_(Stock.warehouse_id, Stock.item_id)
+                    .in_(sorted((warehouses[c], items[s]) for c, s in pairs)))
+             .order_by(Stock.id))
     if locks_rows(session):
-        session.execute(select(Stock.id).where(Stock.id.in_(sorted(found.values())))
-                        .order_by(Stock.id).with_for_update())
-    return {(c, s): found[warehouses[c], items[s]] for c, s in pairs}
+        query = query.with_for_update()
+    found = {(w, i): stock_id for stock_id, w, i in session.execute(query)}
+    return {(c, s): found[warehouses[c], items[s]] for c, s in pairs
+            if (warehouses[c], items[s]) in found}
 
 
 # The statements of the hot path, built once and bound on each call.

@@ -203,3 +203,11 @@ class ReservationLine(Base):
     quantity: Mapped[int] = mapped_column(BigInteger)
 
     stock: Mapped[Stock] = relationship(lazy="joined")
+
+    @property
+    def warehouse_code(self) -> str:
+        return self.stock.warehouse.code
+
+    @property
+    def item_sku(self) -> str:
+        return self.stock.item.sku

@@ -3,10 +3,11 @@ released on cancel, and freed by themselves when their time to live runs out (se
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, insert, select, update
 from sqlalchemy.orm import Session
 
 from inventory_svc import ledger, shelf
@@ -19,14 +20,39 @@ from shared.errors import Conflict, InvalidInput, NotFound
 from shared.i18n import _
 
 MAX_ID = 2**63 - 1
+RESERVATIONS, LINES = Reservation.__table__, ReservationLine.__table__
 
 
 class Shortfall(Conflict):
     slug, title = "shortfall", _("Not enough stock to hold")
 
 
+@dataclass
+class HeldLine:
+    """A line of a hold as just written, answered like a ReservationLine read back."""
+
+    warehouse_code: str
+    item_sku: str
+    quantity: int
+
+
+@dataclass
+class NewHold:
+    """A reservation as just written, answered like one read back: making a plan's hold loads
+    no ORM objects (the hold is on the path of every plan a commander waits for)."""
+
+    id: int
+    status: str
+    reference: str | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    closed_at: datetime | None
+    lines: list[HeldLine]
+
+
 def create_reservation(session: Session, identity: Identity, data: dict[str, Any],
-                       ttl_s: int) -> Reservation:
+                       ttl_s: int) -> NewHold:
     require(identity, "reservations.create")
     expire_due(session)
     wanted: dict[tuple[str, str], int] = {}
@@ -35,45 +61,51 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
         wanted[key] = wanted.get(key, 0) + line["quantity"]
     ids = ledger.lock_balances_by_code(session, wanted)
     rows = sorted((ids[code, sku], code, sku, quantity)
-                  for (code, sku), quantity in wanted.items())
+                  for (code, sku), quantity in wanted.items() if (code, sku) in ids)
     # Every line in one guarded UPDATE (the rows are locked already): a line is held only where
     # its balance has the quantity available, expired lots left out; the lines it does not
     # return are the shortfalls.
-    asked = case({stock_id: quantity for stock_id, _c, _s, quantity in rows}, value=Stock.id)
     day = shelf.today()
-    held = set(session.scalars(
-        update(Stock).where(Stock.id.in_([row[0] for row in rows]),
-                            Stock.on_hand - Stock.reserved - shelf.expired_in_balance(day)
-                            >= asked)
-        .values(reserved=Stock.reserved + asked).returning(Stock.id)
-        .execution_options(synchronize_session=False)))
+    held: set[int] = set()
+    if rows:
+        asked = case({stock_id: quantity for stock_id, _c, _s, quantity in rows},
+                     value=Stock.id)
+        held = set(session.scalars(
+            update(Stock).where(Stock.id.in_([row[0] for row in rows]),
+                                Stock.on_hand - Stock.reserved - shelf.expired_in_balance(day)
+                                >= asked)
+            .values(reserved=Stock.reserved + asked).returning(Stock.id)
+            .execution_options(synchronize_session=False)))
     shortfalls = []
-    for stock_id, code, sku, quantity in rows:
-        if stock_id not in held:
+    for (code, sku), quantity in sorted(wanted.items()):
+        stock_id = ids.get((code, sku))
+        if stock_id in held:
+            continue
+        on_hand, reserved, expired = 0, 0, 0  # no balance row: nothing was ever here
+        if stock_id is not None:
             on_hand, reserved, expired = session.execute(
                 select(Stock.on_hand, Stock.reserved, shelf.expired_in_balance(day))
                 .where(Stock.id == stock_id)).one()
-            available = shelf.usable(on_hand, reserved, expired)
-            shortfalls.append({"warehouse": code, "item": sku, "requested": quantity,
-                               "available": available, "short": quantity - available,
-                               **({"expired": expired} if expired else {})})
+        available = shelf.usable(on_hand, reserved, expired)
+        shortfalls.append({"warehouse": code, "item": sku, "requested": quantity,
+                           "available": available, "short": quantity - available,
+                           **({"expired": expired} if expired else {})})
     if shortfalls:
         raise Shortfall(f"{len(shortfalls)} line(s) cannot be held: " + "; ".join(
             f"{s['warehouse']} {s['item']} short {s['short']}" for s in shortfalls),
             extra={"shortfalls": shortfalls})
     now = datetime.now(UTC)
-    ttl = data.get("ttl_seconds") or ttl_s
-    reservation = Reservation(status=HELD, reference=data.get("reference"),
-                              created_by=identity.actor, created_at=now,
-                              expires_at=now + timedelta(seconds=ttl))
-    # The answer names each line's warehouse and item: load them in one query, not one a line.
-    stocks = {stock.id: stock for stock in session.scalars(
-        select(Stock).where(Stock.id.in_([row[0] for row in rows])))}
-    reservation.lines = [ReservationLine(stock=stocks[stock_id], quantity=quantity)
-                         for stock_id, _code, _sku, quantity in rows]
-    session.add(reservation)
-    session.flush()
-    return reservation
+    hold = NewHold(0, HELD, data.get("reference"), identity.actor, now,
+                   now + timedelta(seconds=data.get("ttl_seconds") or ttl_s), None,
+                   [HeldLine(code, sku, quantity) for _id, code, sku, quantity in rows])
+    hold.id = session.execute(insert(RESERVATIONS).values(
+        status=hold.status, reference=hold.reference, created_by=hold.created_by,
+        created_at=hold.created_at, expires_at=hold.expires_at).returning(RESERVATIONS.c.id)
+    ).scalar_one()
+    session.execute(insert(LINES), [{"reservation_id": hold.id, "stock_id": stock_id,
+                                     "quantity": quantity}
+                                    for stock_id, _c, _s, quantity in rows])
+    return hold
 
 
 def get_reservation(session: Session, reservation_id: int, *, lock: bool = False) -> Reservation:

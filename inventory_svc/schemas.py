@@ -347,8 +347,8 @@ class ReleaseIn(StrictSchema):
 
 
 class ReservationLineOut(Schema):
-    warehouse = fields.Function(lambda line: line.stock.warehouse.code)
-    item = fields.Function(lambda line: line.stock.item.sku)
+    warehouse = fields.String(attribute="warehouse_code")
+    item = fields.String(attribute="item_sku")
     quantity = fields.Integer()
 
 

@@ -91,6 +91,8 @@ def test_a_shortfall_lists_every_short_line_and_holds_nothing(inv):
     assert "4 line(s)" in body["detail"]
     for warehouse, item in (("KL", "TENT"), ("LP", "TENT"), ("KL", "QUILT")):
         assert stock(inv, warehouse, item)[1] == 0  # nothing held
+    never = inv.get("/api/v1/stock?warehouse=KL-T01&item=TENT").get_json()["items"]
+    assert never == []  # a hold where nothing ever was makes no empty balance
     assert hold(inv, ("KL", "TENT", 5), ("LP", "TENT", 8), ("KL", "QUILT", 3)).status_code == 201
     assert hold(inv, ("KL", "TENT", 1)).get_json()["shortfalls"] == [
         {"warehouse": "KL", "item": "TENT", "requested": 1, "available": 0, "short": 1}]
