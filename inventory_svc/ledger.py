@@ -17,7 +17,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Date, bindparam, case, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Select,
+    String,
+    Update,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -151,29 +169,42 @@ _EXPIRED_NOW = (select(LOTS.c.id, LOTS.c.lot, LOTS.c.expires_on, LOTS.c.on_hand)
                 .where(LOTS.c.stock_id == bindparam("stock"), LOTS.c.on_hand > 0,
                        LOTS.c.expires_on < _TODAY)
                 .order_by(LOTS.c.expires_on, LOTS.c.id))
-# Lots dated before `fresh_from` are left where they are: an issue passes today, so that
-# expired lots never leave as relief; an adjustment passes date.min, and takes any lot.
-_FEFO = (select(LOTS.c.id, LOTS.c.lot, LOTS.c.expires_on, LOTS.c.on_hand)
-         .where(LOTS.c.stock_id == bindparam("stock"), LOTS.c.on_hand > 0,
-                or_(LOTS.c.expires_on.is_(None),
-                    LOTS.c.expires_on >= bindparam("fresh_from", type_=Date)))
-         .order_by(case((LOTS.c.expires_on.is_(None), 1), else_=0), LOTS.c.expires_on,
-                   LOTS.c.id))
-_FEFO_OF_LOT = _FEFO.where(LOTS.c.lot == bindparam("lot_name"))
+
+
+def _fefo(stock_id: Any, named: bool) -> Select:
+    """The lots of a balance to take from, earliest expiry first (of one lot name if `named`).
+    Lots dated before `fresh_from` are left where they are: an issue passes today, so that
+    expired lots never leave as relief; an adjustment passes date.min, and takes any lot."""
+    query = (select(LOTS.c.id, LOTS.c.lot, LOTS.c.expires_on, LOTS.c.on_hand)
+             .where(LOTS.c.stock_id == stock_id, LOTS.c.on_hand > 0,
+                    or_(LOTS.c.expires_on.is_(None),
+                        LOTS.c.expires_on >= bindparam("fresh_from", type_=Date)))
+             .order_by(case((LOTS.c.expires_on.is_(None), 1), else_=0), LOTS.c.expires_on,
+                       LOTS.c.id))
+    return query.where(LOTS.c.lot == bindparam("lot_name")) if named else query
+
+
+def _take_first(stock_id: Any, named: bool) -> Update:
+    """The usual case in one statement: the first lot in line holds enough. (The balance row
+    is locked already, so its lots cannot change under this.)"""
+    first = _fefo(stock_id, named).with_only_columns(LOTS.c.id).limit(1).scalar_subquery()
+    return (update(LOTS).where(LOTS.c.id == first, LOTS.c.on_hand >= _Q)
+            .values(on_hand=LOTS.c.on_hand - _Q).returning(LOTS.c.lot, LOTS.c.expires_on))
+
+
+def _lot_join(stock_id: Any) -> Update:
+    """Stock coming in joins its (lot, expiry) when it is here."""
+    return (update(LOTS).where(LOTS.c.stock_id == stock_id, LOTS.c.lot == bindparam("lot_name"),
+                               LOTS.c.expires_on.is_not_distinct_from(bindparam("expires")))
+            .values(on_hand=LOTS.c.on_hand + _Q).returning(LOTS.c.lot, LOTS.c.expires_on))
+
+
+_FEFO, _FEFO_OF_LOT = _fefo(bindparam("stock"), False), _fefo(bindparam("stock"), True)
 _LOTS_OUT = {  # (named lot?, lock rows?) -> lots to take from, earliest expiry first
     (False, False): _FEFO, (True, False): _FEFO_OF_LOT,
     (False, True): _FEFO.with_for_update(), (True, True): _FEFO_OF_LOT.with_for_update()}
-# The usual case in one statement: the first lot in line holds enough. (The balance row is
-# locked already, so its lots cannot change under this.)
-_TAKE_FIRST = {named: update(LOTS).where(
-    LOTS.c.id == lots.with_only_columns(LOTS.c.id).limit(1).scalar_subquery(),
-    LOTS.c.on_hand >= _Q).values(on_hand=LOTS.c.on_hand - _Q)
-    .returning(LOTS.c.lot, LOTS.c.expires_on) for named, lots in ((False, _FEFO),
-                                                                 (True, _FEFO_OF_LOT))}
-_LOT_JOIN = update(LOTS).where(  # stock coming in joins its (lot, expiry) when it is here
-    LOTS.c.stock_id == bindparam("stock"), LOTS.c.lot == bindparam("lot_name"),
-    LOTS.c.expires_on.is_not_distinct_from(bindparam("expires"))
-).values(on_hand=LOTS.c.on_hand + _Q).returning(LOTS.c.id)
+_TAKE_FIRST = {named: _take_first(bindparam("stock"), named) for named in (False, True)}
+_LOT_JOIN = _lot_join(bindparam("stock"))
 _LOT_TAKE = update(LOTS).where(LOTS.c.id == bindparam("lot_id")).values(
     on_hand=LOTS.c.on_hand - bindparam("take"))
 _LOT_ADD = update(LOTS).where(LOTS.c.id == bindparam("lot_id")).values(
@@ -199,6 +230,81 @@ def _put(dialect: str):
             index_elements=["warehouse_id", "item_id"],
             set_={"on_hand": STOCK.c.on_hand + upsert.excluded.on_hand}).returning(*BALANCE)
     return _PUT[dialect]
+
+
+# A movement at once, on PostgreSQL (`_at_once`): the contended balance row is locked by the
+# first part of the one statement that also takes the lot, writes the ledger line and the events,
+# so that it is held for that statement and the commit, not for four round trips more (many
+# keepers on one depot's balance queue on that lock). What the usual case does not cover (the
+# stock spread over several lots, a new lot) goes on in Python under the same lock.
+_STRING = {name: bindparam(name, type_=String)
+           for name in ("code", "sku", "kind", "actor", "event_actor", "reason", "reference")}
+_AT = bindparam("at", type_=DateTime(timezone=True))
+_SIGNED = bindparam("signed", type_=BigInteger)
+_AT_ONCE: dict[tuple[str, bool], Select] = {}
+
+
+def _at_once(direction: str, named: bool) -> Select:
+    """The statement of `direction` ("in", or a `_TAKE` key for stock going out): one row of
+    the balance after, the lot touched and the ledger line's id; the lot and line are None
+    when the lot was not found (the caller goes on), no row when the stock is not there."""
+    key = (direction, named)
+    if key not in _AT_ONCE:
+        balance = (_put("postgresql") if direction == "in" else _TAKE[direction]).cte("balance")
+        stock_id = select(balance.c.id).scalar_subquery()
+        lot = (_lot_join(stock_id) if direction == "in" else _take_first(stock_id, named)
+               ).cte("lot")
+        both = select().select_from(balance).join(lot, true())
+        line = insert(MOVEMENTS).from_select(
+            ["warehouse_id", "item_id", "kind", "quantity", "balance_after", "lot", "expires_on",
+             "actor", "reason", "reference", "at"],
+            both.add_columns(
+                bindparam("line_warehouse", type_=BigInteger), bindparam("line_item",
+                                                                       type_=BigInteger),
+                _STRING["kind"], _SIGNED, balance.c.on_hand, lot.c.lot, lot.c.expires_on,
+                _STRING["actor"], _STRING["reason"], _STRING["reference"], _AT)
+        ).returning(MOVEMENTS.c.id).cte("line")
+        data = ["warehouse", _STRING["code"], "item", _STRING["sku"], "kind", _STRING["kind"],
+                "quantity", _SIGNED, "on_hand", balance.c.on_hand, "reserved",
+                balance.c.reserved, "available", balance.c.on_hand - balance.c.reserved,
+                "actor", _STRING["event_actor"]]
+        changed = both.add_columns(literal("stock.changed"), _AT,
+                                   func.json_build_object(*map(_json_part, data)))
+        below = both.add_columns(literal("stock.below_min"), _AT, func.json_build_object(
+            *map(_json_part, data + ["min", balance.c.min, "target", balance.c.target]))).where(
+            balance.c.min > 0, balance.c.on_hand < balance.c.min,
+            balance.c.min <= balance.c.on_hand - _SIGNED)
+        # One INSERT, its rows in the order of the UNION ALL: the change, then the crossing.
+        news = insert(outbox).from_select(["type", "at", "data"],
+                                          union_all(changed, below)).cte("news")
+        _AT_ONCE[key] = (select(*balance.c, lot.c.lot, lot.c.expires_on, line.c.id.label("line"))
+                         .select_from(balance).outerjoin(lot, true()).outerjoin(line, true())
+                         .add_cte(news))
+    return _AT_ONCE[key]
+
+
+def _json_part(part: Any) -> Any:
+    return literal(part, String) if isinstance(part, str) else part
+
+
+def _post_at_once(conn: Connection, direction: str, warehouse: Warehouse, item: Item,
+                  signed: int, kind: str, actor: str, reason: str | None,
+                  reference: str | None, **binds: Any) -> tuple[Any, Posted | None]:
+    """Run `_at_once`: (the balance row or None, the movement Posted or None to go on)."""
+    at = datetime.now(UTC)
+    row = conn.execute(_at_once(direction, binds.get("lot_name") is not None
+                                and direction != "in"),
+                       {"w": warehouse.id, "i": item.id, "q": abs(signed),
+                        "line_warehouse": warehouse.id, "line_item": item.id,
+                        "code": warehouse.code, "sku": item.sku, "kind": kind, "signed": signed,
+                        "actor": actor, "event_actor": events.current_actor(),
+                        "reason": reason, "reference": reference, "at": at, **binds}).first()
+    if row is None or row.line is None:
+        return row, None
+    line = Line(row.line, warehouse, item, kind, signed, row.on_hand, row.lot, row.expires_on,
+                reason, reference, actor, at)
+    return row, Posted(warehouse, item, kind, signed, [line], row.on_hand, row.reserved, row.min,
+                       row.target)
 
 
 @dataclass
@@ -248,12 +354,20 @@ def add_stock(session: Session, warehouse: Warehouse, item: Item, quantity: int,
         raise InvalidInput(f"{item.sku} is perishable: stock coming in needs its expiry date",
                            errors={"expires_on": ["required for perishable items"]})
     conn = session.connection()
-    row = conn.execute(_put(conn.dialect.name), {"w": warehouse.id, "i": item.id,
-                                                 "q": quantity}).one()
-    joined = None
-    if expires_on is not None or not lot:  # the usual case, in one statement
-        joined = conn.execute(_LOT_JOIN, {"stock": row.id, "lot_name": lot, "expires": expires_on,
-                                          "q": quantity}).first()
+    usual = expires_on is not None or not lot  # the lot is known by its name and date
+    if usual and conn.dialect.name == "postgresql":
+        row, posted = _post_at_once(conn, "in", warehouse, item, quantity, kind, actor, reason,
+                                    reference, lot_name=lot, expires=expires_on)
+        if posted is not None:
+            return posted
+        joined = None
+    else:
+        row = conn.execute(_put(conn.dialect.name), {"w": warehouse.id, "i": item.id,
+                                                     "q": quantity}).one()
+        joined = None
+        if usual:  # the usual case, in one statement
+            joined = conn.execute(_LOT_JOIN, {"stock": row.id, "lot_name": lot,
+                                              "expires": expires_on, "q": quantity}).first()
     if joined is None:
         existing = _lot_for(conn, row.id, lot, expires_on, kind)
         if existing is None:
@@ -302,7 +416,13 @@ def remove_stock(session: Session, warehouse: Warehouse, item: Item, quantity: i
     day = shelf.today()
     fresh_from = date.min if kind == ADJUSTMENT else day
     take = "held" if from_reserved else "unheld" if kind == ADJUSTMENT else "usable"
-    row = conn.execute(_TAKE[take], {**balance, "q": quantity, "today": day}).first()
+    if conn.dialect.name == "postgresql":
+        row, posted = _post_at_once(conn, take, warehouse, item, -quantity, kind, actor, reason,
+                                    reference, today=day, fresh_from=fresh_from, lot_name=lot)
+        if posted is not None:
+            return posted
+    else:
+        row = conn.execute(_TAKE[take], {**balance, "q": quantity, "today": day}).first()
     if row is None:
         raise _refusal(conn, warehouse, item, quantity, kind != ADJUSTMENT)
     parts = _take_from_lots(conn, row.id, quantity, lot, row.on_hand, fresh_from)

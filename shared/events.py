@@ -21,11 +21,11 @@ EVENT_TYPES = (
 def record(session: Session, outbox: Table, type_: str, data: dict[str, Any]) -> None:
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type_!r}")
-    data = {**data, "actor": data.get("actor") or _actor()}
+    data = {**data, "actor": data.get("actor") or current_actor()}
     session.execute(insert(outbox).values(type=type_, at=datetime.now(UTC), data=data))
 
 
-def _actor() -> str:
+def current_actor() -> str:
     """Who is acting: the request's signed identity, or the background worker."""
     from flask import g, has_request_context
 

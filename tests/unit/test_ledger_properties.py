@@ -15,6 +15,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+from harness import fresh_pg_schema
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -25,8 +27,9 @@ from hypothesis.stateful import (
     invariant,
     multiple,
     rule,
+    run_state_machine_as_test,
 )
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.pool import StaticPool
 
 from inventory_svc import catalog, expiry, ledger, reservations, shelf, stock, transfers
@@ -127,14 +130,18 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
-        self.db = Database("sqlite://", poolclass=StaticPool)
-        Base.metadata.create_all(self.db.engine)
+        self.db = self.make_database()
         self.model = Model()
         self.expected_lines: list = []
         self.last_movement = 0
         self.in_transit: dict[int, list] = {}
         self.hold_lines: dict[int, dict] = {}
         self.hold_status: dict[int, str] = {}
+
+    def make_database(self) -> Database:
+        db = Database("sqlite://", poolclass=StaticPool)
+        Base.metadata.create_all(db.engine)
+        return db
 
     @initialize()
     def build(self):
@@ -370,3 +377,22 @@ LedgerMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_ledger_keeps_every_invariant = LedgerMachine.TestCase
+
+
+@pytest.mark.postgres
+def test_ledger_keeps_every_invariant_on_postgresql(pg_database):
+    """The same machine on PostgreSQL, where a movement is one statement (`ledger._at_once`)
+    with its own fallbacks: every table emptied before each example."""
+    fresh_pg_schema(pg_database, "inventory_svc")
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+
+    class OnPostgres(LedgerMachine):
+        def make_database(self) -> Database:
+            db = Database(pg_database)
+            with db.engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            return db
+
+    run_state_machine_as_test(OnPostgres, settings=settings(
+        max_examples=25, stateful_step_count=30, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
