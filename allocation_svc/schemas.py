@@ -304,7 +304,7 @@ class RoadsIn(Schema):
 
     type = fields.String(required=True, validate=validate.Equal("FeatureCollection"))
     features = fields.Raw(required=True, metadata={"type": "array", "items": {"type": "object"}})
-    graph_version = fields.Integer(metadata={
+    graph_version = fields.Integer(strict=True, metadata={
         "description": "as `GET /roads` answers it; ignored, so that an export can be PUT back"})
 
 

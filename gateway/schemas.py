@@ -19,7 +19,7 @@ class EventQuery(PageQuery):
 
 class AuditQuery(PageQuery):
     entity = fields.String(required=True, validate=validate.Regexp(
-        r"^(plan|incident|warning|warehouse|item|transfer|edge|roads|actor):[^\s]{1,110}$",
+        r"^(plan|incident|warning|warehouse|item|transfer|edge|roads|actor):[^\s\x00-\x1f\x7f]{1,110}$",
         error="kind:id, kind one of plan, incident, warning, warehouse, item, transfer, edge, "
               "roads, actor"), metadata={"description": "what the story is about, e.g. plan:12, "
                                                  "warehouse:KL, edge:e48, actor:李伟"})

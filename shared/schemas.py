@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
@@ -36,7 +37,7 @@ def _unstorable(value, path: str = "") -> str | None:
         except UnicodeEncodeError:
             return path
         return path if "\x00" in value else None
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # a JSON object, or the query string's MultiDict
         for key, inner in value.items():
             name = f"{path}.{key}" if path else str(key)
             if _unstorable(key) is not None:

@@ -149,3 +149,32 @@ def test_the_road_export_can_be_put_back_as_it_is(mapped):
     assert answer.get_json()["graph_version"] > exported["graph_version"]
     again = mapped.get("/api/v1/roads").get_json()
     assert again["features"] == exported["features"]
+
+
+def test_a_graph_version_that_is_not_a_whole_number_is_refused(mapped):
+    """Found by the campaign's schemathesis: 2.6e-42 was read as version 0 and the PUT taken."""
+    exported = mapped.get("/api/v1/roads").get_json()
+    answer = mapped.put("/api/v1/roads", {**exported, "graph_version": 2.5890419884777833e-42})
+    assert answer.status_code == 422, answer.get_json()
+    assert list(answer.get_json()["errors"]) == ["graph_version"]
+
+
+# --- the campaign's findings: what schemathesis sent that the suite took or failed on ---------
+
+def test_a_body_the_document_requires_cannot_be_left_out(inv):
+    """A PATCH whose fields are all optional still needs its body: none is 422, not 200."""
+    build_tree(inv)
+    answer = inv.call("PATCH", "/api/v1/warehouses/KL", None)
+    assert answer.status_code == 422, answer.get_json()
+    assert answer.mimetype == "application/problem+json"
+    assert list(answer.get_json()["errors"]) == ["json"]
+    assert inv.patch("/api/v1/warehouses/KL", {"name": "Kaili"}).status_code == 200
+
+
+@pytest.mark.parametrize("query", ["warehouse=K%00L", "item=TE%00NT", "warehouse=%00"])
+def test_a_nul_in_the_query_string_is_422_naming_the_parameter(inv, query):
+    """PostgreSQL cannot take a NUL in text: on the gateway's audit it was a 500."""
+    build_tree(inv)
+    answer = inv.get(f"/api/v1/stock?{query}")
+    assert answer.status_code == 422, answer.get_json()
+    assert list(answer.get_json()["errors"]) == [query.split("=")[0]]

@@ -47,6 +47,8 @@ def test_the_audit_of_a_depot_names_who_moved_its_stock(gateway_app, live_gatewa
     assert admin.get("/api/v1/audit?entity=warehouse:NOWHERE").get_json()["items"] == []
     bad = admin.get("/api/v1/audit?entity=KL-T01")
     assert bad.status_code == 422 and "entity" in bad.get_json()["errors"]
+    nul = admin.get("/api/v1/audit?entity=incident:DVe%C3%BD%00%1AU")  # the campaign's 500
+    assert nul.status_code == 422 and list(nul.get_json()["errors"]) == ["entity"]
 
 
 @pytest.mark.parametrize(("kind", "data", "expected"), [
