@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=10_000,
                         help="schemathesis test cases to generate at least, over all roles")
-    parser.add_argument("--examples", type=int, default=40,
+    parser.add_argument("--examples", type=int, default=10,
                         help="schemathesis --max-examples of the first round")
     parser.add_argument("--outage", type=float, default=20.0, help="seconds PostgreSQL is down")
     parser.add_argument("--villages", type=int, default=40, help="of the seeded data set")
