@@ -83,6 +83,10 @@ def test_nearest_plan_holds_stock_and_dispatch_issues_it(world):
     assert body["cost"] == pytest.approx(sum(s["quantity"] * s["minutes"]
                                              for s in body["shipments"]))
     assert stock_of(inv, "KL")["reserved"] == 15
+    # The answer is made from what was written, not read back: it is what a read gives.
+    read = alloc.as_("commander").get(f"/api/v1/allocations/{body['id']}").get_json()
+    assert read == body
+    assert {s["status"] for s in body["shipments"]} == {"planned"} and body["reservations"]
     dispatched = alloc.as_("commander").post(f"/api/v1/allocations/{body['id']}/dispatch")
     assert dispatched.status_code == 200, dispatched.get_json()
     assert dispatched.get_json()["status"] == "dispatched"
