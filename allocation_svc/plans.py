@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from allocation_svc import incidents, lifecycle, roads, solver, trips
@@ -464,10 +464,20 @@ def _insert(session: Session, plan: Plan) -> None:
                               .returning(PLANS.c.id)).scalar_one()
     if not plan.shipments:
         return
-    ids = session.scalars(insert(SHIPMENTS).returning(SHIPMENTS.c.id,
-                                                      sort_by_parameter_order=True),
-                          [{**_columns(shipment, SHIPMENTS), "plan_id": plan.id}
-                           for shipment in plan.shipments]).all()
+    rows = [{**_columns(shipment, SHIPMENTS), "plan_id": plan.id} for shipment in plan.shipments]
+    if session.get_bind().dialect.name == "postgresql":
+        # The ids drawn first, then the rows sent as one pipelined executemany of a short,
+        # prepared statement: an INSERT of 60 rows with RETURNING is a statement of 900
+        # placeholders that psycopg parses anew for every plan (5 ms).
+        ids = sorted(session.scalars(
+            select(func.nextval(func.pg_get_serial_sequence(SHIPMENTS.name, "id")))
+            .select_from(func.generate_series(1, len(rows)))).all())
+        session.execute(insert(SHIPMENTS), [{**row, "id": shipment_id}
+                                            for row, shipment_id in zip(rows, ids, strict=True)])
+    else:
+        ids = session.scalars(insert(SHIPMENTS).returning(SHIPMENTS.c.id,
+                                                          sort_by_parameter_order=True),
+                              rows).all()
     for shipment, shipment_id in zip(plan.shipments, ids, strict=True):
         shipment.id, shipment.plan_id = shipment_id, plan.id
 
