@@ -150,6 +150,35 @@ def test_a_hold_made_but_answered_too_late_is_undone(inv, alloc, flood):
         assert session.scalar(select(Plan.status)) == "failed"
 
 
+def test_a_plan_settled_by_another_process_during_its_hold_is_not_marked_held(inv, alloc,
+                                                                             flood):
+    """The plan is marked held by an UPDATE guarded by the status it was written with: when
+    `reconcile` failed it meanwhile, the answer is the refusal and the plan stays failed."""
+    incident, plans = flood
+    real_reserve = plans.inventory.reserve
+
+    def reconciled_meanwhile(*args, **kwargs):
+        answer = real_reserve(*args, **kwargs)
+        with plans.db.unit_of_work() as session:
+            plan = session.scalars(select(Plan)).one()
+            plan.status = "failed"
+            for shipment in plan.shipments:
+                shipment.status = "failed"
+        return answer
+
+    plans.inventory.reserve = reconciled_meanwhile
+    response = alloc.as_("commander").post(
+        f"/api/v1/incidents/{incident['id']}/allocations",
+        {"demands": [{"site": "V1", "item": "TENT", "quantity": 4}]})
+    plans.inventory.reserve = real_reserve
+    assert response.status_code == 409, response.get_json()
+    with plans.db.reading() as session:
+        plan = session.scalars(select(Plan)).one()
+        assert plan.status == "failed" and plan.reservations == []
+        assert {shipment.status for shipment in plan.shipments} == {"failed"}
+        assert {shipment.reservation_id for shipment in plan.shipments} == {None}
+
+
 def test_a_site_off_the_road_network_is_422_not_500(inv, alloc):
     build_network(inv, alloc)
     incident = alloc.as_("commander").post("/api/v1/incidents", {
