@@ -234,9 +234,9 @@ def _put(dialect: str):
 
 # A movement at once, on PostgreSQL (`_at_once`): the contended balance row is locked by the
 # first part of the one statement that also takes the lot, writes the ledger line and the events,
-# so that it is held for that statement and the commit, not for four round trips more (many
-# keepers on one depot's balance queue on that lock). What the usual case does not cover (the
-# stock spread over several lots, a new lot) goes on in Python under the same lock.
+# so that it is held for that statement, the request's key and the commit, not for three round
+# trips more (many keepers on one depot's balance queue on that lock). What the usual case does
+# not cover (the stock spread over several lots, a new lot) goes on in Python under the same lock.
 _STRING = {name: bindparam(name, type_=String)
            for name in ("code", "sku", "kind", "actor", "event_actor", "reason", "reference")}
 _AT = bindparam("at", type_=DateTime(timezone=True))
