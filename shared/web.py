@@ -36,6 +36,7 @@ from shared.errors import (
     problem,
     register_error_handlers,
 )
+from shared.i18n import _
 
 log = logging.getLogger("emsupply.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
@@ -92,8 +93,8 @@ class Blueprint(flask_smorest.Blueprint):
             @functools.wraps(view)
             def with_body(*args, **kwargs):  # after parsing: missing fields are named first
                 if not request.get_data(cache=True):
-                    raise InvalidInput("this request needs a JSON body",
-                                       errors={"json": ["a body is required"]})
+                    raise InvalidInput(_("this request needs a JSON body"),
+                                       errors={"json": [_("a body is required")]})
                 return view(*args, **kwargs)
             return parse(with_body)
         return decorator
