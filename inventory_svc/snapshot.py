@@ -53,6 +53,8 @@ class Version:
         try:
             mark, at, warehouses, items = raw.split("~")
             _check_mark(mark)
+            if not warehouses.split(".", 1)[0].isdigit():  # count.stamp
+                raise ValueError(warehouses)
             return cls(mark, datetime.fromtimestamp(float(at), UTC), warehouses, int(items))
         except (ValueError, OverflowError, OSError):
             raise InvalidInput("since: not a version this service gave",
@@ -73,11 +75,15 @@ def snapshot(session: Session, items: list[str] | None, since: str | None = None
     """Everything (no `since`), or what changed since that version."""
     before = Version.parse(since) if since else None
     now = _version(session)  # first: whatever is written after this is sent next time
-    if before is not None and (_behind(now, before) or before.warehouses != now.warehouses):
-        # The database was replaced (restored, seeded anew), or the warehouses changed (the
-        # rows' positions with them): everything again.
+    if before is not None and (_behind(now, before) or _fewer(now, before)):
+        # The database was replaced (restored, seeded anew), or a warehouse is gone (the
+        # positions of the rows after it with it): everything again.
         before = None
-    warehouses = _warehouses(session) if before is None else None
+    # A warehouse added or changed: the list again, with only the balances that changed. The
+    # balances keep their positions, since warehouses are never deleted and a new one's id
+    # (its position in the list, ordered by id) comes after every other.
+    warehouses = (_warehouses(session) if before is None or before.warehouses != now.warehouses
+                  else None)
     query = _balances(items)
     rows = []
     if before is None:
@@ -127,6 +133,11 @@ def _behind(now: Version, before: Version) -> bool:
     if now.mark.isdigit():
         return int(now.mark) < int(before.mark)
     return int(now.mark.split(":")[0]) < int(before.mark.split(":")[0])
+
+
+def _fewer(now: Version, before: Version) -> bool:
+    """Fewer warehouses now than at the version given (`Version.warehouses` is count.stamp)."""
+    return int(now.warehouses.split(".")[0]) < int(before.warehouses.split(".")[0])
 
 
 def _warehouses(session: Session) -> dict[str, list]:

@@ -79,14 +79,29 @@ def test_only_what_changed_comes_back(inv, inventory_db):
     assert made.status_code == 201
     receive(inv, "KL-T03", "TENT", 1)
     grown = read(inv, by_clock["version"])
-    assert grown["full"] is True  # a warehouse changed: everything again
-    assert grown["warehouses"] is not None and "KL-T03" in grown["warehouses"]["code"]
+    # A warehouse added: the list again, and only the balance that changed (positions hold:
+    # the new warehouse comes last).
+    assert grown["full"] is False
+    assert grown["warehouses"]["code"][:len(codes)] == codes
+    assert grown["warehouses"]["code"][-1] == "KL-T03"
+    again = changed_keys(grown, grown["warehouses"]["code"])
+    assert ("KL-T03", "TENT") in again  # and the hold that ran out, still within the margin
+    assert again <= {("KL-T03", "TENT"), ("LP", "QUILT")}
     kept = merged(kept, grown)
+    assert balances(kept) == balances(merged(None, read(inv)))
+    assert inv.patch("/api/v1/warehouses/LP", {"status": "closed"}).status_code == 200
+    edited = read(inv, grown["version"])
+    assert edited["full"] is False
+    assert changed_keys(edited, edited["warehouses"]["code"]) <= {("LP", "QUILT")}
+    assert edited["warehouses"]["status"][codes.index("LP")] == "closed"
+    kept = merged(kept, edited)
+    assert kept.places().status[codes.index("LP")] == "closed"
     assert balances(kept) == balances(merged(None, read(inv)))
 
 
 def test_a_version_not_given_by_the_service_is_refused_by_name(inv):
-    for bad in ("x", "1~2", "1~nan~3~4", "1~1e400~3~4", "a:b:c~1~2~3", "'; drop~1~2~3"):
+    for bad in ("x", "1~2", "1~nan~3~4", "1~1e400~3~4", "a:b:c~1~2~3", "'; drop~1~2~3",
+                "1~2~abc.2026~3", "1~2~~3"):
         answer = inv.get(f"{SNAPSHOT}?since={quote(bad)}")
         assert answer.status_code == 422, (bad, answer.get_json())
         assert "since" in answer.get_json()["errors"], bad
