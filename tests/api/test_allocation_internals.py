@@ -73,6 +73,12 @@ def flood(inv, alloc, allocation_app):
     return incident, allocation_app.extensions["allocation"]
 
 
+def plan_four_tents(alloc, incident):
+    return alloc.as_("commander").post(f"/api/v1/incidents/{incident['id']}/allocations",
+                                       {"demands": [{"site": "V1", "item": "TENT",
+                                                     "quantity": 4}]})
+
+
 def test_plan_left_reserving_by_a_dead_process_is_reconciled(inv, flood):
     incident, plans = flood
     real_reserve = plans.inventory.reserve
@@ -122,7 +128,7 @@ def test_a_new_plan_never_waits_on_reconciling_others(inv, flood):
     plans.inventory.release = real_release
 
 
-def test_a_hold_made_but_answered_too_late_is_undone(inv, alloc, flood):
+def test_a_hold_made_but_answered_too_late_is_undone(inv, alloc, flood, monkeypatch):
     """The inventory holds the stock, but its answer comes after the read timeout: the plan
     must not keep the stock held for nobody."""
     from shared.errors import UpstreamTimeout
@@ -137,11 +143,8 @@ def test_a_hold_made_but_answered_too_late_is_undone(inv, alloc, flood):
             raise UpstreamTimeout("the inventory service did not answer in time")
         return answer
 
-    plans.inventory.reserve = late
-    response = alloc.as_("commander").post(
-        f"/api/v1/incidents/{incident['id']}/allocations",
-        {"demands": [{"site": "V1", "item": "TENT", "quantity": 4}]})
-    plans.inventory.reserve = real_reserve
+    monkeypatch.setattr(plans.inventory, "reserve", late)
+    response = plan_four_tents(alloc, incident)
     assert response.status_code == 504
     assert calls[0] == calls[1], "the undo found the same hold through its idempotency key"
     held = inv.get("/api/v1/stock?warehouse=KL-T01&item=TENT").get_json()["items"][0]
@@ -150,8 +153,8 @@ def test_a_hold_made_but_answered_too_late_is_undone(inv, alloc, flood):
         assert session.scalar(select(Plan.status)) == "failed"
 
 
-def test_a_plan_settled_by_another_process_during_its_hold_is_not_marked_held(inv, alloc,
-                                                                             flood):
+def test_a_plan_settled_by_another_process_during_its_hold_is_not_marked_held(
+        inv, alloc, flood, monkeypatch):
     """The plan is marked held by an UPDATE guarded by the status it was written with: when
     `reconcile` failed it meanwhile, the answer is the refusal and the plan stays failed."""
     incident, plans = flood
@@ -166,11 +169,8 @@ def test_a_plan_settled_by_another_process_during_its_hold_is_not_marked_held(in
                 shipment.status = "failed"
         return answer
 
-    plans.inventory.reserve = reconciled_meanwhile
-    response = alloc.as_("commander").post(
-        f"/api/v1/incidents/{incident['id']}/allocations",
-        {"demands": [{"site": "V1", "item": "TENT", "quantity": 4}]})
-    plans.inventory.reserve = real_reserve
+    monkeypatch.setattr(plans.inventory, "reserve", reconciled_meanwhile)
+    response = plan_four_tents(alloc, incident)
     assert response.status_code == 409, response.get_json()
     with plans.db.reading() as session:
         plan = session.scalars(select(Plan)).one()
