@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from bench_speed import libpq, pct
 from sqlalchemy import create_engine, insert, text
 
 from inventory_svc import catalog, ledger
@@ -36,11 +37,6 @@ from shared.migrate import upgrade
 
 ADMIN = Identity("bench", "admin")
 START = 1_000_000_000
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def run_threads(count: int, seconds: float, step) -> dict:
@@ -117,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         books = on_hand == total and lines == moved["calls"] + 1
         db.dispose()
 
-        conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        conninfo = libpq(url)
         local = threading.local()
 
         def bare(index: int, n: int) -> None:

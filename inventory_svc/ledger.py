@@ -292,8 +292,8 @@ def _post_at_once(conn: Connection, direction: str, warehouse: Warehouse, item: 
                   reference: str | None, **binds: Any) -> tuple[Any, Posted | None]:
     """Run `_at_once`: (the balance row or None, the movement Posted or None to go on)."""
     at = datetime.now(UTC)
-    row = conn.execute(_at_once(direction, binds.get("lot_name") is not None
-                                and direction != "in"),
+    named = direction != "in" and binds.get("lot_name") is not None  # out of one named lot
+    row = conn.execute(_at_once(direction, named),
                        {"w": warehouse.id, "i": item.id, "q": abs(signed),
                         "line_warehouse": warehouse.id, "line_item": item.id,
                         "code": warehouse.code, "sku": item.sku, "kind": kind, "signed": signed,
@@ -355,16 +355,15 @@ def add_stock(session: Session, warehouse: Warehouse, item: Item, quantity: int,
                            errors={"expires_on": ["required for perishable items"]})
     conn = session.connection()
     usual = expires_on is not None or not lot  # the lot is known by its name and date
+    joined = None
     if usual and conn.dialect.name == "postgresql":
         row, posted = _post_at_once(conn, "in", warehouse, item, quantity, kind, actor, reason,
                                     reference, lot_name=lot, expires=expires_on)
         if posted is not None:
             return posted
-        joined = None
     else:
         row = conn.execute(_put(conn.dialect.name), {"w": warehouse.id, "i": item.id,
                                                      "q": quantity}).one()
-        joined = None
         if usual:  # the usual case, in one statement
             joined = conn.execute(_LOT_JOIN, {"stock": row.id, "lot_name": lot,
                                               "expires": expires_on, "q": quantity}).first()
