@@ -4,6 +4,7 @@ incidents and restocking depend on that alone, so that tests drive them with a f
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,8 +16,13 @@ import numpy as np
 from shared.auth import Identity
 from shared.client import RemoteError, ServiceClient
 
+log = logging.getLogger(__name__)
 SERVICE = Identity("allocation-service", "service")
 FULL_READ_EVERY_S = 600.0
+# A whole network's read: a prefecture's is a fraction of a second, a nation's (500,000 depots,
+# 2.7 million balances) tens of seconds; only the first plan of a process waits for it.
+FULL_READ_TIMEOUT = (1.0, 300.0)
+SNAPSHOT = "/api/v1/stock/snapshot"
 
 
 @dataclass
@@ -49,18 +55,11 @@ class Network:
                 min=np.asarray(s["min"], dtype=np.int64))
         return self._arrays
 
-
     def places(self) -> Places:
         """Each warehouse's county, township, level and status as arrays, made once per
         warehouses' version."""
         if self._places is None:
-            w = self.warehouses
-            paths = [[p for p in path.split("/") if p] for path in w["path"]]
-            self._places = Places(
-                township=np.array([p[2] if len(p) > 2 else None for p in paths], dtype=object),
-                county=np.array([p[1] if len(p) > 1 else None for p in paths], dtype=object),
-                level=np.array(w["level"], dtype=object),
-                status=np.array(w["status"], dtype=object))
+            self._places = Places.of(self.warehouses)
         return self._places
 
 
@@ -70,6 +69,28 @@ class Places:
     county: np.ndarray
     level: np.ndarray
     status: np.ndarray
+
+    @classmethod
+    def of(cls, warehouses: dict[str, list], at: list[int] | None = None) -> Places:
+        """The places of the warehouses at rows `at` (all when None)."""
+        rows = range(len(warehouses["code"])) if at is None else at
+        paths = [[p for p in warehouses["path"][i].split("/") if p] for i in rows]
+        return cls(township=np.array([p[2] if len(p) > 2 else None for p in paths], dtype=object),
+                   county=np.array([p[1] if len(p) > 1 else None for p in paths], dtype=object),
+                   level=np.array([warehouses["level"][i] for i in rows], dtype=object),
+                   status=np.array([warehouses["status"][i] for i in rows], dtype=object))
+
+    def updated(self, warehouses: dict[str, list], at: list[int]) -> Places:
+        """The same with the warehouses at rows `at` of `warehouses` changed or added."""
+        size, new = len(warehouses["code"]), Places.of(warehouses, at)
+        columns = {}
+        for name in ("township", "county", "level", "status"):
+            column = np.empty(size, dtype=object)
+            old = getattr(self, name)
+            column[:len(old)] = old
+            column[at] = getattr(new, name)
+            columns[name] = column
+        return Places(**columns)
 
 
 @dataclass(frozen=True)
@@ -89,37 +110,64 @@ class Arrays:
 
 def merged(network: Network | None, answer: dict[str, Any]) -> Network:
     """`network` brought up to date by a snapshot answer: the whole of a full one, or the rows
-    of one `since` its version replacing theirs (new balances appended)."""
+    of one `since` its version replacing theirs (new balances and warehouses appended). Only
+    the columns that changed are copied, so that a plan's refresh stays small however large
+    the network."""
     if network is None or answer.get("full", True):
         stock = answer["stock"]
         rows = {key: i for i, key in enumerate(zip(stock["warehouse"], stock["item"],
                                                    strict=True))}
         return Network(answer["warehouses"], stock, answer.get("version"),
                        answer.get("catalogue"), rows)
+    warehouses, places = network.warehouses, network._places
+    if answer.get("warehouses"):
+        warehouses = _replaced(warehouses, answer["warehouses"])
+        places = places.updated(warehouses, answer["warehouses"]["position"]) if places else None
     changed = answer["stock"]
-    warehouses = answer.get("warehouses") or network.warehouses
-    places = network._places if warehouses is network.warehouses else None
     if not changed["warehouse"]:
         return Network(warehouses, network.stock, answer.get("version"),
                        answer.get("catalogue"), network.rows, network._arrays, places)
-    stock = {name: list(column) for name, column in network.stock.items()}
-    rows = dict(network.rows)
-    spots = []
-    for i, key in enumerate(zip(changed["warehouse"], changed["item"], strict=True)):
-        at = rows.get(key)
+    # `rows` only grows, and only the newest network's is read (here, under the caller's
+    # lock), so it is extended in place, once the columns are made: copying it would cost
+    # every plan the whole network.
+    rows, stock = network.rows, dict(network.stock)
+    known = len(stock["warehouse"])
+    spots, added = [], {}
+    for key in zip(changed["warehouse"], changed["item"], strict=True):
+        at = rows.get(key, added.get(key))
         if at is None:
-            rows[key] = at = len(stock["warehouse"])
-            for name, column in stock.items():
-                column.append(changed[name][i])
-        else:
-            for name, column in stock.items():
-                column[at] = changed[name][i]
+            added[key] = at = known + len(added)
         spots.append(at)
+    for name, column in network.stock.items():
+        values = changed[name]
+        if added or any(column[at] != values[i] for i, at in enumerate(spots)):
+            column = list(column) + [None] * len(added)
+            for i, at in enumerate(spots):
+                column[at] = values[i]
+            stock[name] = column
+    rows.update(added)
     arrays = None
-    if network._arrays is not None and len(rows) == len(network.rows):  # nothing new
+    if network._arrays is not None and not added:
         arrays = network._arrays.updated(spots, changed["available"], changed["min"])
     return Network(warehouses, stock, answer.get("version"), answer.get("catalogue"), rows,
                    arrays, places)
+
+
+def _replaced(warehouses: dict[str, list], changed: dict[str, list]) -> dict[str, list]:
+    """The warehouses' columns with the changed ones at their positions (one past the end is
+    a warehouse added); a full list, from an older inventory, replaces them all."""
+    if "position" not in changed:
+        return changed
+    result = {}
+    for name, column in warehouses.items():
+        column = list(column)
+        for at, value in zip(changed["position"], changed[name], strict=True):
+            if at < len(column):
+                column[at] = value
+            else:
+                column.append(value)
+        result[name] = column
+    return result
 
 
 class Inventory(Protocol):
@@ -171,25 +219,46 @@ class HttpInventory:
         self._network: Network | None = None
         self._full_at = float("-inf")
         self._items: tuple[int | None, list[dict[str, Any]]] | None = None
+        self._reading_whole = threading.Lock()
 
     def network(self, items: list[str] | None = None) -> Network:
         with self._lock:  # one refresh at a time; the next thread's is then a small one
             kept = self._network
-            if time.monotonic() - self._full_at > FULL_READ_EVERY_S:
-                kept = None  # now and then everything again: a safety net, not a need
-            path = "/api/v1/stock/snapshot"
-            if kept is not None and kept.version:
-                path += "?" + urlencode({"since": kept.version})
+            if kept is not None and time.monotonic() - self._full_at > FULL_READ_EVERY_S:
+                self._full_at = time.monotonic()  # now and then everything again, aside:
+                threading.Thread(target=self._read_whole, daemon=True).start()  # a safety net
+            if kept is None or not kept.version:
+                return self._whole()
             try:
-                answer = self.client.call("GET", path, SERVICE)
+                answer = self.client.call("GET", SNAPSHOT + "?" + urlencode(
+                    {"since": kept.version}), SERVICE)
             except RemoteError as exc:
-                if exc.status != 422 or kept is None:
+                if exc.status != 422:
                     raise
-                kept, answer = None, self.client.call("GET", "/api/v1/stock/snapshot", SERVICE)
-            if kept is None:
-                self._full_at = time.monotonic()
+                return self._whole()
             self._network = merged(kept, answer)
             return self._network
+
+    def _whole(self) -> Network:
+        self._network = merged(None, self.client.call("GET", SNAPSHOT, SERVICE,
+                                                      timeout=FULL_READ_TIMEOUT))
+        self._full_at = time.monotonic()
+        return self._network
+
+    def _read_whole(self) -> None:
+        """The whole network read while plans go on with the kept one, then put in its place:
+        its version is older than what plans brought in meanwhile, so the next refresh asks
+        again for those changes."""
+        if not self._reading_whole.acquire(blocking=False):
+            return
+        try:
+            answer = self.client.call("GET", SNAPSHOT, SERVICE, timeout=FULL_READ_TIMEOUT)
+            with self._lock:
+                self._network = merged(None, answer)
+        except Exception:  # the kept network goes on; the next safety net tries again
+            log.warning("the whole network could not be read again", exc_info=True)
+        finally:
+            self._reading_whole.release()
 
     def forget(self) -> None:
         """Read everything afresh next time (after the inventory refused what the kept

@@ -48,6 +48,9 @@ class Warehouse(Base):
     road_node: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Stamped by the database as `Stock.changed` is: a snapshot since a version sends only the
+    # warehouses added or changed since.
+    changed: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
 
     parent: Mapped[Warehouse | None] = relationship(remote_side=[id], lazy="joined",
                                                     join_depth=1)

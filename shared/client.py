@@ -345,7 +345,8 @@ class ServiceClient:
         return found
 
     def call(self, method: str, path: str, identity: auth.Identity, payload: Any = None, *,
-             idempotency_key: str | None = None, request_id: str | None = None) -> Any:
+             idempotency_key: str | None = None, request_id: str | None = None,
+             timeout: tuple[float, float] | None = None) -> Any:
         """A JSON call that returns the decoded answer or raises the remote problem."""
         headers = {}
         if idempotency_key:
@@ -356,7 +357,7 @@ class ServiceClient:
         if payload is not None:
             body = json.dumps(payload, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
-        reply = self.forward(method, path, identity, body, headers)
+        reply = self.forward(method, path, identity, body, headers, timeout=timeout)
         try:
             decoded = json.loads(reply.data) if reply.data else None
         except ValueError:

@@ -71,9 +71,12 @@ class Database:
             session.close()
 
     @contextmanager
-    def reading(self) -> Iterator[Session]:
+    def reading(self, *, one_view: bool = False) -> Iterator[Session]:
         """A session for reads only: nothing it does is committed, and on PostgreSQL its
         transaction is READ ONLY, so that a read that tries to write fails loudly instead.
+        `one_view`: every statement sees the database as the first did (PostgreSQL's
+        REPEATABLE READ; SQLite's transactions always do), for a read of several queries that
+        must agree.
 
         Closing (not rolling back) ends the transaction without expiring what was loaded, so
         the objects read can still be dumped after the block, as handlers returning them do.
@@ -81,7 +84,10 @@ class Database:
         session = self.sessions()
         try:
             if self.is_postgres:  # set before BEGIN, and reset when the connection is returned
-                session.connection(execution_options={"postgresql_readonly": True})
+                options = {"postgresql_readonly": True}
+                if one_view:
+                    options["isolation_level"] = "REPEATABLE READ"
+                session.connection(execution_options=options)
             yield session
         finally:
             session.close()
