@@ -636,7 +636,7 @@ def depots(network: Network, sites: list[dict], graph: RoadGraph,
         available[a.warehouse[keep], cols[keep]] = np.maximum(a.available[keep], 0)
         minimum[a.warehouse[keep], cols[keep]] = a.min[keep]
     return solver.DepotTable(
-        codes=list(w["code"]), node=graph.node_indexes(w["road_node"]),
+        codes=list(w["code"]), node=network.nodes(graph),
         active=place.status == ACTIVE,
         in_incident=np.fromiter((t in affected for t in place.township), dtype=bool,
                                 count=len(place.township)),

@@ -284,6 +284,12 @@ class RoadGraph:
         """Index of a node id; KeyError if the graph has no such node."""
         return self._layout.nodes.get(node_id)
 
+    @property
+    def layout(self) -> object:
+        """What every version of this road layout shares: node indexes found in one hold for
+        all of them."""
+        return self._layout
+
     def node_indexes(self, node_ids: Sequence[str | None]) -> np.ndarray:
         """Indexes of many node ids at once (int64), -1 where unknown or None."""
         return self._layout.nodes.get_many(node_ids)
