@@ -112,11 +112,24 @@ class Arrays:
     available: np.ndarray
     min: np.ndarray
 
-    def updated(self, at: list[int], available: list[int], least: list[int]) -> Arrays:
-        """The same with the balances at rows `at` changed (none added)."""
-        now, floor = self.available.copy(), self.min.copy()
+    def updated(self, at: list[int], available: list[int], least: list[int],
+                added: list[tuple[int, str]] = ()) -> Arrays:
+        """The same with the balances at rows `at` changed, and the balances `added`
+        (warehouse row, item) appended after the others, in the order of their rows."""
+        skus = self.skus
+        if any(sku not in skus for _, sku in added):
+            skus = dict(skus)
+            for _, sku in added:
+                skus.setdefault(sku, len(skus))
+        grow = len(added)
+        warehouse = np.concatenate([self.warehouse, [row for row, _ in added]]).astype(np.int64) \
+            if grow else self.warehouse
+        item = np.concatenate([self.item, [skus[sku] for _, sku in added]]).astype(np.int64) \
+            if grow else self.item
+        now = np.concatenate([self.available, np.zeros(grow, dtype=np.int64)])
+        floor = np.concatenate([self.min, np.zeros(grow, dtype=np.int64)])
         now[at], floor[at] = available, least
-        return Arrays(self.warehouse, self.item, self.skus, now, floor)
+        return Arrays(warehouse, item, skus, now, floor)
 
 
 def merged(network: Network | None, answer: dict[str, Any]) -> Network:
@@ -153,14 +166,15 @@ def merged(network: Network | None, answer: dict[str, Any]) -> Network:
     for name, column in network.stock.items():
         values = changed[name]
         if added or any(column[at] != values[i] for i, at in enumerate(spots)):
-            column = list(column) + [None] * len(added)
+            column = column + [None] * len(added)  # one copy, the new rows set below
             for i, at in enumerate(spots):
                 column[at] = values[i]
             stock[name] = column
     rows.update(added)
     arrays = None
-    if network._arrays is not None and not added:
-        arrays = network._arrays.updated(spots, changed["available"], changed["min"])
+    if network._arrays is not None:
+        arrays = network._arrays.updated(spots, changed["available"], changed["min"],
+                                         list(added))
     return Network(warehouses, stock, answer.get("version"), answer.get("catalogue"), rows,
                    arrays, places, nodes)
 
