@@ -812,7 +812,8 @@ def report(figures: dict, suite: NationalSuite) -> None:
                               for t in s["plans_after_edit"])
             row("plan after a warehouse edit", after, "< 1 s",
                 all(t["s"] < AIMS["plan_s"] for t in s["plans_after_edit"]),
-                "the allocation's next `since` brings the warehouses' whole list")
+                "the allocation's next `since` brings the edited warehouse; its worker then "
+                "finds the warehouses' road nodes and places again")
     width = [max(len(str(r[i])) for r in [*rows, ("figure", "value", "aim", "met", "")])
              for i in range(4)]
     print(f"\n{'figure':<{width[0]}}  {'value':>{width[1]}}  {'aim':<{width[2]}}  "
