@@ -69,3 +69,10 @@ campaign: $(TEST_STAMP)
 .PHONY: bench
 bench: $(RUN_STAMP)
 	$(BIN)/python bench/bench_speed.py $(BENCH_ARGS)
+
+# The same at national scale (500,000 depots written by COPY, kept as ~1.9 GB of templates; the
+# first run generates them in about 5 minutes): a plan through HTTP, memory, the snapshot.
+# NATIONAL_ARGS e.g. "--depots 100000 --plans 10".
+.PHONY: bench-national
+bench-national: $(RUN_STAMP)
+	$(BIN)/python bench/bench_national.py --read-timeout 120 $(NATIONAL_ARGS)
