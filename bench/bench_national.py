@@ -70,7 +70,11 @@ from bench_speed import (  # noqa: E402  (the path above first)
     code_under_test,
     cpu_note,
     cpu_seconds,
+    drop_templates,
     free_base,
+    fresh_databases,
+    has_template,
+    keep_as_template,
     libpq,
     load,
     pct,
@@ -81,7 +85,6 @@ from bench_speed import (  # noqa: E402  (the path above first)
 )
 
 DB_PREFIX = "emsupply_national"
-TEMPLATE = f"{DB_PREFIX}_seeded"  # + _<fingerprint>_<service>
 ACTOR = "emsupply-cli"  # who the seed's rows name (emsupply.suite.LocalSuite's identity)
 SNAPSHOT = "/api/v1/stock/snapshot"
 FAR_DATE = "2028-12-31"
@@ -90,10 +93,6 @@ AIMS = {"plan_s": 1.0, "dijkstra_ratio": 4.0, "graph_s": 10.0, "graph_gb": 1.5,
 
 
 # -- the databases -------------------------------------------------------------------------------
-
-def template_name(fingerprint: str, service: str) -> str:
-    return f"{TEMPLATE}_{fingerprint[:12]}_{service}"
-
 
 def fingerprint(args: argparse.Namespace) -> str:
     """What the generated databases depend on: the services' migrations, the data set's code,
@@ -107,56 +106,6 @@ def fingerprint(args: argparse.Namespace) -> str:
         digest.update(inspect.getsource(writer).encode())
     digest.update(f"{args.depots}:{args.stocked_items}:{args.seed}".encode())
     return digest.hexdigest()
-
-
-def templates(pg: str) -> list[str]:
-    import psycopg
-
-    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
-        return [row[0] for row in conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname",
-            (f"{TEMPLATE}_%",))]
-
-
-def has_template(pg: str, print_: str) -> bool:
-    found = set(templates(pg))
-    return all(template_name(print_, name) in found for name in SERVICES)
-
-
-def fresh_databases(pg: str, print_: str | None) -> dict[str, str]:
-    """Drop and create emsupply_national_<service>, empty or a copy of the templates of
-    `print_`; their SQLAlchemy URLs."""
-    import psycopg
-
-    urls = {}
-    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
-        for name in SERVICES:
-            db = f"{DB_PREFIX}_{name}"
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-            copy = f' TEMPLATE "{template_name(print_, name)}"' if print_ else ""
-            conn.execute(f'CREATE DATABASE "{db}"{copy}')
-            urls[name] = f"{pg.replace('postgresql://', 'postgresql+psycopg://', 1)}/{db}"
-    return urls
-
-
-def keep_as_template(pg: str, print_: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
-        for name in SERVICES:
-            target = template_name(print_, name)
-            conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{DB_PREFIX}_{name}"')
-
-
-def drop_templates(pg: str) -> list[str]:
-    import psycopg
-
-    gone = templates(pg)
-    with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
-        for name in gone:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return gone
 
 
 def drop_working(pg: str) -> None:
@@ -328,8 +277,10 @@ class NationalSuite(Suite):
         base = free_base(1)
         self.ports = port_layout(base, 1)
         self.fingerprint = fingerprint(self.args)
-        self.cloned = not self.args.reseed and has_template(self.args.pg, self.fingerprint)
-        self.urls = fresh_databases(self.args.pg, self.fingerprint if self.cloned else None)
+        self.cloned = not self.args.reseed and has_template(self.args.pg, self.fingerprint,
+                                                            DB_PREFIX)
+        self.urls = fresh_databases(self.args.pg, self.fingerprint if self.cloned else None,
+                                    DB_PREFIX)
         redis.Redis.from_url(self.args.redis).flushdb()
         self.secret = secrets.token_hex(24)
         self.env = {**os.environ, "EMSUPPLY_DATA_DIR": str(self.data_dir),
@@ -349,7 +300,7 @@ class NationalSuite(Suite):
             return
         started = time.perf_counter()
         self.generation = generate(self.urls, self.args)
-        keep_as_template(self.args.pg, self.fingerprint)
+        keep_as_template(self.args.pg, self.fingerprint, DB_PREFIX)
         self.generation["total_s"] = time.perf_counter() - started
 
 
@@ -873,7 +824,7 @@ def _interrupted(*_) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.drop_templates:
-        print("dropped:", ", ".join(drop_templates(args.pg)) or "nothing")
+        print("dropped:", ", ".join(drop_templates(args.pg, DB_PREFIX)) or "nothing")
         return 0
     command = shlex.join([".venv/bin/python", "bench/bench_national.py", *sys.argv[1:]])
     began = time.perf_counter()

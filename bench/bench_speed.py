@@ -113,27 +113,26 @@ def free_base(instances: int, start: int = 21_000) -> int:
     raise RuntimeError("no free ports")
 
 
-def fresh_databases(pg: str, fingerprint: str | None = None) -> dict[str, str]:
-    """Drop and create emsupply_speed_<service> (empty, or a copy of the seeded template of
-    `fingerprint`); their SQLAlchemy URLs."""
+def fresh_databases(pg: str, fingerprint: str | None = None,
+                    prefix: str = DB_PREFIX) -> dict[str, str]:
+    """Drop and create <prefix>_<service> (empty, or a copy of the seeded template of
+    `fingerprint`); their SQLAlchemy URLs. `prefix`: another bench's databases."""
     import psycopg
 
     urls = {}
     with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
         for name in SERVICES:
-            db = f"{DB_PREFIX}_{name}"
+            db = f"{prefix}_{name}"
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-            copy = f' TEMPLATE "{template_name(fingerprint, name)}"' if fingerprint else ""
+            copy = (f' TEMPLATE "{template_name(fingerprint, name, prefix)}"' if fingerprint
+                    else "")
             conn.execute(f'CREATE DATABASE "{db}"{copy}')
             urls[name] = f"{pg.replace('postgresql://', 'postgresql+psycopg://', 1)}/{db}"
     return urls
 
 
-TEMPLATE = f"{DB_PREFIX}_seeded"  # + _<fingerprint>_<service>
-
-
-def template_name(fingerprint: str, service: str) -> str:
-    return f"{TEMPLATE}_{fingerprint[:12]}_{service}"
+def template_name(fingerprint: str, service: str, prefix: str = DB_PREFIX) -> str:
+    return f"{prefix}_seeded_{fingerprint[:12]}_{service}"
 
 
 def seed_fingerprint(data) -> str:
@@ -154,35 +153,35 @@ def seed_fingerprint(data) -> str:
     return digest.hexdigest()
 
 
-def templates(pg: str) -> list[str]:
+def templates(pg: str, prefix: str = DB_PREFIX) -> list[str]:
     import psycopg
 
     with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
         return [row[0] for row in conn.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname",
-            (f"{TEMPLATE}_%",))]
+            (f"{prefix}_seeded_%",))]
 
 
-def has_template(pg: str, fingerprint: str) -> bool:
-    found = set(templates(pg))
-    return all(template_name(fingerprint, name) in found for name in SERVICES)
+def has_template(pg: str, fingerprint: str, prefix: str = DB_PREFIX) -> bool:
+    found = set(templates(pg, prefix))
+    return all(template_name(fingerprint, name, prefix) in found for name in SERVICES)
 
 
-def keep_as_template(pg: str, fingerprint: str) -> None:
+def keep_as_template(pg: str, fingerprint: str, prefix: str = DB_PREFIX) -> None:
     """Copy the freshly seeded databases to the templates of their fingerprint."""
     import psycopg
 
     with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
         for name in SERVICES:
-            target = template_name(fingerprint, name)
+            target = template_name(fingerprint, name, prefix)
             conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{DB_PREFIX}_{name}"')
+            conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{prefix}_{name}"')
 
 
-def drop_templates(pg: str) -> list[str]:
+def drop_templates(pg: str, prefix: str = DB_PREFIX) -> list[str]:
     import psycopg
 
-    gone = templates(pg)
+    gone = templates(pg, prefix)
     with psycopg.connect(f"{pg}/postgres", autocommit=True) as conn:
         for name in gone:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -1275,7 +1274,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile-rate", type=int, default=100, help="samples a second")
     parser.add_argument("--reseed", action="store_true",
                         help="seed afresh even when a template matches (seeded databases are "
-                             f"kept as {TEMPLATE}_<fingerprint>_<service> between runs)")
+                             f"kept as {DB_PREFIX}_seeded_<fingerprint>_<service> between runs)")
     parser.add_argument("--drop-templates", action="store_true",
                         help="drop every kept seeded template and exit")
     parser.add_argument("--keep", action="store_true",
