@@ -15,8 +15,8 @@ class SnapshotQuery(StrictSchema):
     item = fields.List(fields.String(validate=CODE), load_default=list,
                        metadata={"description": "repeat for several items; none means all"})
     since = fields.String(validate=validate.Length(1, 4000), metadata={
-        "description": "the `version` of an earlier answer: answer only the balances changed "
-                       "since, and the warehouses only if any changed"})
+        "description": "the `version` of an earlier answer: answer only the balances and "
+                       "the warehouses changed since"})
 
 
 class SnapshotOut(Schema):
@@ -25,7 +25,9 @@ class SnapshotOut(Schema):
     catalogue = fields.Integer(metadata={"description": "how many items the catalogue has"})
     warehouses = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()),
                              allow_none=True, metadata={
-                                 "description": "null when unchanged since `since`"})
+                                 "description": "null when none changed since `since`; "
+                                                "after `since`, only those added or changed, "
+                                                "each with its `position` in the full list"})
     stock = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()))
 
 
