@@ -304,23 +304,6 @@ class NationalSuite(Suite):
         self.generation["total_s"] = time.perf_counter() - started
 
 
-class Meter(CpuMeter):
-    """bench_speed's CpuMeter, with the PostgreSQL backends of our databases."""
-
-    def __init__(self, suite: Suite):
-        import psycopg
-
-        with psycopg.connect(libpq(suite.urls["inventory"])) as conn:
-            backends = [row[0] for row in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname LIKE %s AND pid <> "
-                "pg_backend_pid()", (f"{DB_PREFIX}_%",))]
-        self.groups = {name: suite.workers_of(name) for name in SERVICES}
-        self.groups["postgres"] = backends
-        self.groups["relay"] = [s.process.pid for s in suite.running if s.name == "worker"]
-        self.before = {name: cpu_seconds(pids) for name, pids in self.groups.items()}
-        self.client = time.process_time()
-
-
 def memory(pid: int) -> tuple[float, float]:
     """(RSS now, peak RSS) of a process in MiB, from /proc (0 when gone)."""
     found = {"VmRSS": 0.0, "VmHWM": 0.0}
@@ -496,7 +479,7 @@ def small_plans(suite: Suite, api: Api, admin: Api, place: Place, args,
     for n in range(args.plans):
         for k in range(args.receipts):
             receipt(admin, place, rng, f"{n}-{k}")
-        meter = Meter(suite)
+        meter = CpuMeter(suite, DB_PREFIX)
         elapsed, plan, status = one_plan(api, path, body)
         for name, seconds in meter.used().items():
             used[name] = used.get(name, 0.0) + seconds

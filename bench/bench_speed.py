@@ -238,15 +238,16 @@ def cpu_seconds(pids: list[int]) -> float:
 
 class CpuMeter:
     """CPU used during a part: by each service's gunicorn workers, by the PostgreSQL backends
-    of the emsupply_speed databases, by the relay process and by this process (the clients)."""
+    of the bench's databases (`prefix`), by the relay process and by this process (the
+    clients)."""
 
-    def __init__(self, suite: Suite):
+    def __init__(self, suite: Suite, prefix: str = DB_PREFIX):
         import psycopg
 
         with psycopg.connect(libpq(suite.urls["inventory"])) as conn:
             backends = [row[0] for row in conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname LIKE %s AND pid <> "
-                "pg_backend_pid()", (f"{DB_PREFIX}_%",))]
+                "pg_backend_pid()", (f"{prefix}_%",))]
         self.groups = {name: suite.workers_of(name) for name in SERVICES}
         self.groups["postgres"] = backends
         self.groups["relay"] = [s.process.pid for s in suite.running if s.name == "worker"]
