@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
+from allocation_svc.balances import Balances
 from shared.auth import Identity
 from shared.client import RemoteError, ServiceClient
 
@@ -27,34 +28,19 @@ SNAPSHOT = "/api/v1/stock/snapshot"
 
 @dataclass
 class Network:
-    """The warehouses and balances a plan is made from (columns as the inventory sends them).
+    """The warehouses (columns as the inventory sends them) and balances a plan is made from.
     Never changed once made: a newer one is a new object, so a plan in progress reads one
     consistent network while another thread brings the cache up to date."""
 
     warehouses: dict[str, list]
-    stock: dict[str, list]
+    stock: Balances
     version: str | None = None
     catalogue: int | None = None
-    rows: dict[tuple[int, str], int] = field(default_factory=dict, repr=False)
-    _arrays: Arrays | None = field(default=None, repr=False)
     _places: Places | None = field(default=None, repr=False)
     _nodes: tuple[Any, np.ndarray] | None = field(default=None, repr=False)
 
     def index(self) -> dict[str, int]:
         return {code: i for i, code in enumerate(self.warehouses["code"])}
-
-    def arrays(self) -> Arrays:
-        """The balances as numbers for the solver's depot table, made once per network."""
-        if self._arrays is None:
-            s = self.stock
-            numbers: dict[str, int] = {}
-            self._arrays = Arrays(
-                warehouse=np.asarray(s["warehouse"], dtype=np.int64),
-                item=np.fromiter((numbers.setdefault(sku, len(numbers)) for sku in s["item"]),
-                                 dtype=np.int64, count=len(s["item"])),
-                skus=numbers, available=np.asarray(s["available"], dtype=np.int64),
-                min=np.asarray(s["min"], dtype=np.int64))
-        return self._arrays
 
     def nodes(self, graph: Any) -> np.ndarray:
         """Each warehouse's node in the road graph (`RoadGraph.node_indexes`), kept while the
@@ -104,79 +90,21 @@ class Places:
         return Places(**columns)
 
 
-@dataclass(frozen=True)
-class Arrays:
-    warehouse: np.ndarray  # each balance's row in the warehouses
-    item: np.ndarray  # each balance's item, as its number in `skus`
-    skus: dict[str, int]
-    available: np.ndarray
-    min: np.ndarray
-
-    def updated(self, at: list[int], available: list[int], least: list[int],
-                added: list[tuple[int, str]] = ()) -> Arrays:
-        """The same with the balances at rows `at` changed, and the balances `added`
-        (warehouse row, item) appended after the others, in the order of their rows."""
-        skus = self.skus
-        if any(sku not in skus for _, sku in added):
-            skus = dict(skus)
-            for _, sku in added:
-                skus.setdefault(sku, len(skus))
-        grow = len(added)
-        warehouse = np.concatenate([self.warehouse, [row for row, _ in added]]).astype(np.int64) \
-            if grow else self.warehouse
-        item = np.concatenate([self.item, [skus[sku] for _, sku in added]]).astype(np.int64) \
-            if grow else self.item
-        now = np.concatenate([self.available, np.zeros(grow, dtype=np.int64)])
-        floor = np.concatenate([self.min, np.zeros(grow, dtype=np.int64)])
-        now[at], floor[at] = available, least
-        return Arrays(warehouse, item, skus, now, floor)
-
-
 def merged(network: Network | None, answer: dict[str, Any]) -> Network:
     """`network` brought up to date by a snapshot answer: the whole of a full one, or the rows
-    of one `since` its version replacing theirs (new balances and warehouses appended). Only
-    the columns that changed are copied, so that a plan's refresh stays small however large
-    the network."""
+    of one `since` its version replacing theirs (new balances and warehouses appended). What
+    did not change is shared, so that a plan's refresh stays small however large the
+    network."""
     if network is None or answer.get("full", True):
-        stock = answer["stock"]
-        rows = {key: i for i, key in enumerate(zip(stock["warehouse"], stock["item"],
-                                                   strict=True))}
-        return Network(answer["warehouses"], stock, answer.get("version"),
-                       answer.get("catalogue"), rows)
+        return Network(answer["warehouses"], Balances.of(answer["stock"]),
+                       answer.get("version"), answer.get("catalogue"))
     warehouses, places, nodes = network.warehouses, network._places, network._nodes
     if answer.get("warehouses"):
         nodes = None
         warehouses = _replaced(warehouses, answer["warehouses"])
         places = places.updated(warehouses, answer["warehouses"]["position"]) if places else None
-    changed = answer["stock"]
-    if not changed["warehouse"]:
-        return Network(warehouses, network.stock, answer.get("version"),
-                       answer.get("catalogue"), network.rows, network._arrays, places, nodes)
-    # `rows` only grows, and only the newest network's is read (here, under the caller's
-    # lock), so it is extended in place, once the columns are made: copying it would cost
-    # every plan the whole network.
-    rows, stock = network.rows, dict(network.stock)
-    known = len(stock["warehouse"])
-    spots, added = [], {}
-    for key in zip(changed["warehouse"], changed["item"], strict=True):
-        at = rows.get(key, added.get(key))
-        if at is None:
-            added[key] = at = known + len(added)
-        spots.append(at)
-    for name, column in network.stock.items():
-        values = changed[name]
-        if added or any(column[at] != values[i] for i, at in enumerate(spots)):
-            column = column + [None] * len(added)  # one copy, the new rows set below
-            for i, at in enumerate(spots):
-                column[at] = values[i]
-            stock[name] = column
-    rows.update(added)
-    arrays = None
-    if network._arrays is not None:
-        arrays = network._arrays.updated(spots, changed["available"], changed["min"],
-                                         list(added))
-    return Network(warehouses, stock, answer.get("version"), answer.get("catalogue"), rows,
-                   arrays, places, nodes)
+    return Network(warehouses, network.stock.updated(answer["stock"]), answer.get("version"),
+                   answer.get("catalogue"), places, nodes)
 
 
 def _replaced(warehouses: dict[str, list], changed: dict[str, list]) -> dict[str, list]:

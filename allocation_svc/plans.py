@@ -625,16 +625,16 @@ def depots(network: Network, sites: list[dict], graph: RoadGraph,
     place = network.places()
     available = np.zeros((len(w["code"]), len(items)), dtype=np.int64, order="F")
     minimum = np.zeros_like(available)
-    if s["warehouse"]:
-        a = network.arrays()
-        column = np.full(len(a.skus), -1, dtype=np.int64)  # item number -> the plan's column
+    if len(s):
+        number = s.number()
+        column = np.full(len(s.skus), -1, dtype=np.int64)  # item number -> the plan's column
         for i, sku in enumerate(items):
-            if sku in a.skus:
-                column[a.skus[sku]] = i
-        cols = column[a.item]
+            if sku in number:
+                column[number[sku]] = i
+        cols = column[s.item]
         keep = cols >= 0
-        available[a.warehouse[keep], cols[keep]] = np.maximum(a.available[keep], 0)
-        minimum[a.warehouse[keep], cols[keep]] = a.min[keep]
+        available[s.warehouse[keep], cols[keep]] = np.maximum(s.numbers["available"][keep], 0)
+        minimum[s.warehouse[keep], cols[keep]] = s.numbers["min"][keep]
     return solver.DepotTable(
         codes=list(w["code"]), node=network.nodes(graph),
         active=place.status == ACTIVE,

@@ -64,9 +64,7 @@ def proposals(network: Network, graph, area: list[str], people: int, days: int,
     share = people / len(towns)
     have: dict[tuple[int, str], int] = {}
     spare: dict[tuple[int, str], int] = {}
-    for row, sku, on_hand, available, expired, coming, least in zip(
-            s["warehouse"], s["item"], s["on_hand"], s["available"], s["expired"],
-            s["in_transit"], s["min"], strict=True):
+    for row, sku, on_hand, available, expired, coming, least, _target in s.rows():
         have[(row, sku)] = on_hand - expired + coming
         spare[(row, sku)] = max(0, available - least)
     backbone = [row for row, (level, status) in enumerate(zip(w["level"], w["status"],

@@ -31,9 +31,7 @@ def proposals(network: Network, graph, within: str | None = None,
     by_code = {code: i for i, code in enumerate(w["code"])}
     spare: dict[tuple[int, str], int] = {}
     below = []
-    for row, sku, on_hand, available, expired, coming, least, target in zip(
-            s["warehouse"], s["item"], s["on_hand"], s["available"], s["expired"],
-            s["in_transit"], s["min"], s["target"], strict=True):
+    for row, sku, on_hand, available, expired, coming, least, target in s.rows():
         spare[(row, sku)] = max(0, available - least)
         counted = on_hand - expired + coming
         if (counted < least and w["status"][row] == ACTIVE and (not items or sku in items)

@@ -559,7 +559,7 @@ def solver_alone(suite: Suite, api: Api, incident_id: int, body: dict, args) -> 
     from types import SimpleNamespace
 
     from allocation_svc import driving, plans, solver
-    from allocation_svc.inventory import Network
+    from allocation_svc.inventory import merged
     from allocation_svc.roads import GraphCache
     from shared.config import load_settings
     from shared.db import Database
@@ -568,7 +568,7 @@ def solver_alone(suite: Suite, api: Api, incident_id: int, body: dict, args) -> 
     started = time.perf_counter()
     snap = api.call("GET", "/api/v1/stock/snapshot?" + urlencode([("item", s) for s in items]))
     snapshot_s = time.perf_counter() - started
-    network = Network(snap["warehouses"], snap["stock"])
+    network = merged(None, snap)
     incident = api.call("GET", f"/api/v1/incidents/{incident_id}")
     sites = incident["sites"]
     by_id = {s["id"]: s for s in sites}

@@ -9,6 +9,7 @@ from typing import Any
 
 from factories import TREE, road_node
 
+from allocation_svc.balances import Balances
 from allocation_svc.inventory import Network
 from shared.client import RemoteError
 from shared.errors import Unavailable, UpstreamTimeout
@@ -64,13 +65,14 @@ class FakeInventory:
                         "path": ["/" + "/".join(self.warehouses[c]["path"]) + "/" for c in codes],
                         "status": [self.warehouses[c]["status"] for c in codes],
                         "road_node": [self.warehouses[c]["road_node"] for c in codes]},
-            stock={"warehouse": [r for r, _i, _b in rows], "item": [i for _r, i, _b in rows],
-                   "on_hand": [b["on_hand"] for _r, _i, b in rows],
-                   "available": [b["on_hand"] - b["reserved"] for _r, _i, b in rows],
-                   "expired": [0 for _row in rows],  # the fake keeps no lots
-                   "in_transit": [self._in_transit(codes[r], i) for r, i, _b in rows],
-                   "min": [b["min"] for _r, _i, b in rows],
-                   "target": [b["target"] for _r, _i, b in rows]})
+            stock=Balances.of({
+                "warehouse": [r for r, _i, _b in rows], "item": [i for _r, i, _b in rows],
+                "on_hand": [b["on_hand"] for _r, _i, b in rows],
+                "available": [b["on_hand"] - b["reserved"] for _r, _i, b in rows],
+                "expired": [0 for _row in rows],  # the fake keeps no lots
+                "in_transit": [self._in_transit(codes[r], i) for r, i, _b in rows],
+                "min": [b["min"] for _r, _i, b in rows],
+                "target": [b["target"] for _r, _i, b in rows]}))
 
     def warehouse(self, code: str) -> dict[str, Any]:
         self._reach("warehouse")

@@ -39,7 +39,7 @@ def test_a_stock_change_keeps_the_nodes_and_a_warehouse_change_finds_them_again(
     assert network.nodes(graph).tolist() == [4, 7]
     moved = merged(network, since())
     assert moved.nodes(graph) is network.nodes(graph) and graph.lookups == 1
-    assert moved.stock["on_hand"] == [4] and network.stock["on_hand"] == [5]
+    assert moved.stock.column("on_hand") == [4] and network.stock.column("on_hand") == [5]
     edited = merged(moved, since({"position": [1], "code": ["B"], "level": ["township"],
                                   "path": ["/P/A/B/"], "status": ["closed"],
                                   "road_node": ["n9"]}))
@@ -47,19 +47,3 @@ def test_a_stock_change_keeps_the_nodes_and_a_warehouse_change_finds_them_again(
     assert edited.places().status.tolist() == ["active", "closed"]
     other = Graph()  # another road layout
     assert edited.nodes(other).tolist() == [4, 9] and other.lookups == 1
-
-
-def test_a_new_balance_extends_the_kept_arrays_as_a_remake_would():
-    network = merged(None, full())
-    network.arrays()  # kept, so that the merge extends them
-    grown = merged(network, {
-        "full": False, "version": "2", "catalogue": 2, "warehouses": None,
-        "stock": {"warehouse": [1, 0, 1], "item": ["QUILT", "TENT", "TENT"],
-                  "on_hand": [3, 2, 6], "available": [3, 1, 6], "expired": [0, 0, 0],
-                  "in_transit": [0, 0, 0], "min": [1, 0, 2], "target": [5, 0, 9]}})
-    kept, remade = grown.arrays(), type(grown)(grown.warehouses, grown.stock).arrays()
-    assert grown.stock["item"] == ["TENT", "QUILT", "TENT"] and network.stock["item"] == ["TENT"]
-    for name in ("warehouse", "available", "min"):
-        assert getattr(kept, name).tolist() == getattr(remade, name).tolist(), name
-    assert [list(kept.skus)[i] for i in kept.item] == [list(remade.skus)[i] for i in remade.item]
-    assert len(network.arrays().available) == 1  # the older network's arrays untouched
