@@ -37,7 +37,9 @@ class Network:
     version: str | None = None
     catalogue: int | None = None
     _places: Places | None = field(default=None, repr=False)
-    _nodes: tuple[Any, np.ndarray] | None = field(default=None, repr=False)
+    # The road layout the nodes were found in, the nodes, and the rows of warehouses changed
+    # or added since (looked up again on the next plan, not all 500,000).
+    _nodes: tuple[Any, np.ndarray, frozenset[int]] | None = field(default=None, repr=False)
 
     def index(self) -> dict[str, int]:
         return {code: i for i, code in enumerate(self.warehouses["code"])}
@@ -45,12 +47,20 @@ class Network:
     def nodes(self, graph: Any) -> np.ndarray:
         """Each warehouse's node in the road graph (`RoadGraph.node_indexes`), kept while the
         warehouses and the graph's layout stay the same: a nation's 500,000 look-ups are not
-        made again for every plan."""
+        made again for every plan, nor for a warehouse edited."""
+        road_node = self.warehouses["road_node"]
         if self._nodes is None or self._nodes[0] is not graph.layout:
-            found = graph.node_indexes(self.warehouses["road_node"])
-            found.flags.writeable = False  # shared by the plans of this network
-            self._nodes = (graph.layout, found)
-        return self._nodes[1]
+            found = graph.node_indexes(road_node)
+        elif self._nodes[2]:
+            rows = sorted(self._nodes[2])
+            found = np.full(len(road_node), -1, dtype=np.int64)
+            found[:len(self._nodes[1])] = self._nodes[1]
+            found[rows] = graph.node_indexes([road_node[row] for row in rows])
+        else:
+            return self._nodes[1]
+        found.flags.writeable = False  # shared by the plans of this network
+        self._nodes = (graph.layout, found, frozenset())
+        return found
 
     def places(self) -> Places:
         """Each warehouse's county, township, level and status as arrays, made once per
@@ -100,9 +110,10 @@ def merged(network: Network | None, answer: dict[str, Any]) -> Network:
                        answer.get("version"), answer.get("catalogue"))
     warehouses, places, nodes = network.warehouses, network._places, network._nodes
     if answer.get("warehouses"):
-        nodes = None
         warehouses = _replaced(warehouses, answer["warehouses"])
-        places = places.updated(warehouses, answer["warehouses"]["position"]) if places else None
+        at = answer["warehouses"].get("position")
+        places = places.updated(warehouses, at) if places and at is not None else None
+        nodes = (nodes[0], nodes[1], nodes[2] | set(at)) if nodes and at is not None else None
     return Network(warehouses, network.stock.updated(answer["stock"]), answer.get("version"),
                    answer.get("catalogue"), places, nodes)
 

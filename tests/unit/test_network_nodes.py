@@ -10,10 +10,11 @@ from allocation_svc.inventory import merged
 
 class Graph:
     def __init__(self):
-        self.layout, self.lookups = object(), 0
+        self.layout, self.lookups, self.looked_up = object(), 0, 0
 
     def node_indexes(self, ids):
         self.lookups += 1
+        self.looked_up += len(ids)
         return np.array([int(i[1:]) if i else -1 for i in ids], dtype=np.int64)
 
 
@@ -44,6 +45,14 @@ def test_a_stock_change_keeps_the_nodes_and_a_warehouse_change_finds_them_again(
                                   "path": ["/P/A/B/"], "status": ["closed"],
                                   "road_node": ["n9"]}))
     assert edited.nodes(graph).tolist() == [4, 9] and graph.lookups == 2
+    assert graph.looked_up == 3  # the edited warehouse alone, not every one again
+    assert moved.nodes(graph).tolist() == [4, 7]  # the older network's, untouched
+    added = merged(edited, since({"position": [2], "code": ["C"], "level": ["village"],
+                                  "path": ["/P/A/B/C/"], "status": ["active"],
+                                  "road_node": ["n2"]}))
+    again = merged(added, since({"position": [0], "code": ["A"], "level": ["county"],
+                                 "path": ["/P/A/"], "status": ["active"], "road_node": ["n5"]}))
+    assert again.nodes(graph).tolist() == [5, 9, 2] and graph.looked_up == 5
     assert edited.places().status.tolist() == ["active", "closed"]
     other = Graph()  # another road layout
     assert edited.nodes(other).tolist() == [4, 9] and other.lookups == 1
