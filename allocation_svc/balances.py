@@ -2,8 +2,9 @@
 
 A nation has 2.7 million balances: as the lists a snapshot answer decodes to, each number is a
 Python int and each item a string of its own (about 850 MiB in a worker); as columns of int64
-with the items numbered, 8 bytes a number (about 150 MiB). A balance is found by its key,
-warehouse row and item number in one int64, in a sorted copy of the keys.
+with the items numbered, 8 bytes a number. A refresh brings a few rows; copying the columns for
+them would cost each plan a second (fresh memory for 2.7 million rows, faulted in page by page),
+so they are kept beside the columns as `changes`, and folded in only once there are many.
 """
 
 from __future__ import annotations
@@ -15,20 +16,53 @@ import numpy as np
 
 NUMBERS = ("on_hand", "available", "expired", "in_transit", "min", "target")
 COLUMNS = ("warehouse", "item", *NUMBERS)
+FOLD_AT = 65_536  # changed rows kept beside the columns before they are folded into them
 _SPAN = 1 << 24  # item numbers per warehouse in a key: far more items than a catalogue has
 
 
 @dataclass(frozen=True)
-class Balances:
-    """Never changed once made (`updated` makes another, sharing what did not change), so that
-    a plan reads one consistent set while a refresh makes the next."""
+class Rows:
+    """Balances as columns: each one's warehouse row, its item's number, its numbers."""
 
-    warehouse: np.ndarray  # int64, each balance's row in the warehouses
-    item: np.ndarray  # int64, each balance's item as its number in `skus`
-    skus: tuple[str, ...]  # number -> sku
+    warehouse: np.ndarray  # int64
+    item: np.ndarray  # int64, the item's number in `Balances.skus`
     numbers: dict[str, np.ndarray]  # NUMBERS, int64 each
-    _keys: np.ndarray  # the balances' keys, sorted
-    _order: np.ndarray  # the row of each sorted key
+
+    @classmethod
+    def empty(cls) -> Rows:
+        nothing = np.zeros(0, dtype=np.int64)
+        return cls(nothing, nothing, {name: nothing for name in NUMBERS})
+
+    def __len__(self) -> int:
+        return len(self.warehouse)
+
+    def keys(self) -> np.ndarray:
+        return self.warehouse * _SPAN + self.item
+
+    def taken(self, rows: np.ndarray) -> Rows:
+        return Rows(self.warehouse[rows], self.item[rows],
+                    {name: column[rows] for name, column in self.numbers.items()})
+
+    def then(self, other: Rows) -> Rows:
+        return Rows(np.concatenate([self.warehouse, other.warehouse]),
+                    np.concatenate([self.item, other.item]),
+                    {name: np.concatenate([column, other.numbers[name]])
+                     for name, column in self.numbers.items()})
+
+
+@dataclass(frozen=True)
+class Balances:
+    """The balances as of the last full read or fold (`base`, one row each), and the rows
+    changed or added since (`changes`, one row per balance, a balance at most once). Never
+    changed once made (`updated` makes another), so that a plan reads one consistent set
+    while a refresh makes the next."""
+
+    base: Rows
+    changes: Rows
+    skus: tuple[str, ...]  # number -> sku
+    _keys: np.ndarray  # the base's keys, sorted
+    _order: np.ndarray  # the base row of each sorted key
+    _added: int  # balances in `changes` that the base does not have
 
     @classmethod
     def of(cls, columns: dict[str, list]) -> Balances:
@@ -36,79 +70,82 @@ class Balances:
         numbering: dict[str, int] = {}
         item = np.fromiter((numbering.setdefault(sku, len(numbering)) for sku in columns["item"]),
                            dtype=np.int64, count=len(columns["item"]))
-        warehouse = np.asarray(columns["warehouse"], dtype=np.int64)
-        keys = warehouse * _SPAN + item
+        base = Rows(np.asarray(columns["warehouse"], dtype=np.int64), item,
+                    {name: np.asarray(columns[name], dtype=np.int64) for name in NUMBERS})
+        return cls._based(base, tuple(numbering))
+
+    @classmethod
+    def _based(cls, base: Rows, skus: tuple[str, ...]) -> Balances:
+        keys = base.keys()
         order = np.argsort(keys, kind="stable")
-        return cls(warehouse, item, tuple(numbering),
-                   {name: np.asarray(columns[name], dtype=np.int64) for name in NUMBERS},
-                   keys[order], order)
+        return cls(base, Rows.empty(), skus, keys[order], order, 0)
 
     def __len__(self) -> int:
-        return len(self.warehouse)
+        return len(self.base) + self._added
 
     def number(self) -> dict[str, int]:
         """sku -> its number in `item`."""
         return {sku: i for i, sku in enumerate(self.skus)}
 
-    def column(self, name: str) -> list:
-        """One column as Python values, items as skus (what a snapshot answer holds)."""
-        if name == "item":
-            skus = self.skus
-            return [skus[i] for i in self.item.tolist()]
-        return (self.warehouse if name == "warehouse" else self.numbers[name]).tolist()
+    def parts(self) -> tuple[Rows, Rows]:
+        """The base, then the changes: a table filled from both in that order holds every
+        balance as it is now."""
+        return self.base, self.changes
 
     def rows(self) -> Iterator[tuple]:
         """Each balance as (warehouse row, sku, *NUMBERS), for the rules that walk them all
         (restocking); a plan reads the columns."""
-        return zip(*(self.column(name) for name in COLUMNS), strict=True)
-
-    def find(self, warehouse: np.ndarray, item: np.ndarray) -> np.ndarray:
-        """Rows of the balances (warehouse row, item number), -1 where there is none."""
-        keys = np.asarray(warehouse, dtype=np.int64) * _SPAN + np.asarray(item, dtype=np.int64)
-        if not len(self._keys):
-            return np.full(len(keys), -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        return np.where(self._keys[at] == keys, self._order[at], -1)
+        folded, skus = self._folded(), self.skus
+        return zip(folded.warehouse.tolist(), [skus[i] for i in folded.item.tolist()],
+                   *(folded.numbers[name].tolist() for name in NUMBERS), strict=True)
 
     def updated(self, changed: dict[str, list]) -> Balances:
-        """The same with a `since` answer's balances in: a known balance's numbers replaced,
-        a new one appended (in the order it first comes). Columns that did not change are
-        shared with this one; those that did are copied, once each."""
+        """The same with a `since` answer's balances in (items as skus): they join the
+        changes, replacing any earlier row of theirs; many changes are folded into the base."""
         if not changed["warehouse"]:
             return self
         known = set(self.skus)
         skus = self.skus + tuple(dict.fromkeys(
             sku for sku in changed["item"] if sku not in known))
-        number = self.number() if skus == self.skus else {s: i for i, s in enumerate(skus)}
-        warehouse = np.asarray(changed["warehouse"], dtype=np.int64)
-        item = np.fromiter((number[sku] for sku in changed["item"]), dtype=np.int64,
-                           count=len(warehouse))
-        spots = self.find(warehouse, item)
-        size, added = len(self), {}
-        for j in np.flatnonzero(spots < 0).tolist():
-            key = (int(warehouse[j]), int(item[j]))
-            spots[j] = added.setdefault(key, size + len(added))
-        grow = len(added)
-        new_rows = np.array(list(added), dtype=np.int64).reshape(grow, 2)
+        number = {sku: i for i, sku in enumerate(skus)}
+        new = Rows(np.asarray(changed["warehouse"], dtype=np.int64),
+                   np.fromiter((number[sku] for sku in changed["item"]), dtype=np.int64,
+                               count=len(changed["item"])),
+                   {name: np.asarray(changed[name], dtype=np.int64) for name in NUMBERS})
+        new = new.taken(_last_of_each(new.keys()))
+        old = self.changes
+        changes = old.taken(np.flatnonzero(~np.isin(old.keys(), new.keys()))).then(new)
+        added = int((self._base_rows(changes.keys()) < 0).sum())
+        result = Balances(self.base, changes, skus, self._keys, self._order, added)
+        return result._fold() if len(changes) >= FOLD_AT else result
+
+    def _base_rows(self, keys: np.ndarray) -> np.ndarray:
+        """The base row of each key, -1 where the base has none."""
+        if not len(self._keys):
+            return np.full(len(keys), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return np.where(self._keys[at] == keys, self._order[at], -1)
+
+    def _folded(self) -> Rows:
+        """The base with the changes in: changed rows replaced, new ones appended."""
+        changes = self.changes
+        if not len(changes):
+            return self.base
+        spots = self._base_rows(changes.keys())
+        known, fresh = np.flatnonzero(spots >= 0), np.flatnonzero(spots < 0)
         numbers = {}
-        for name, column in self.numbers.items():
-            values = np.asarray(changed[name], dtype=np.int64)
-            if grow:
-                column = np.concatenate([column, np.zeros(grow, dtype=np.int64)])
-            elif np.array_equal(column[spots], values):
-                numbers[name] = column
-                continue
-            else:
-                column = column.copy()
-            column[spots] = values
+        for name, column in self.base.numbers.items():
+            column = column.copy()
+            column[spots[known]] = changes.numbers[name][known]
             numbers[name] = column
-        if not grow:
-            return Balances(self.warehouse, self.item, skus, numbers, self._keys, self._order)
-        keys = new_rows[:, 0] * _SPAN + new_rows[:, 1]
-        rows = np.arange(size, size + grow, dtype=np.int64)
-        by_key = np.argsort(keys)
-        at = np.searchsorted(self._keys, keys[by_key])
-        return Balances(np.concatenate([self.warehouse, new_rows[:, 0]]),
-                        np.concatenate([self.item, new_rows[:, 1]]), skus, numbers,
-                        np.insert(self._keys, at, keys[by_key]),
-                        np.insert(self._order, at, rows[by_key]))
+        return Rows(self.base.warehouse, self.base.item, numbers).then(changes.taken(fresh))
+
+    def _fold(self) -> Balances:
+        return Balances._based(self._folded(), self.skus)
+
+
+def _last_of_each(keys: np.ndarray) -> np.ndarray:
+    """The rows holding the last occurrence of each key, in the order of those rows."""
+    backwards = keys[::-1]
+    _, first_backwards = np.unique(backwards, return_index=True)
+    return np.sort(len(keys) - 1 - first_backwards)

@@ -631,10 +631,12 @@ def depots(network: Network, sites: list[dict], graph: RoadGraph,
         for i, sku in enumerate(items):
             if sku in number:
                 column[number[sku]] = i
-        cols = column[s.item]
-        keep = cols >= 0
-        available[s.warehouse[keep], cols[keep]] = np.maximum(s.numbers["available"][keep], 0)
-        minimum[s.warehouse[keep], cols[keep]] = s.numbers["min"][keep]
+        for part in s.parts():  # the base, then what changed since: the later wins
+            cols = column[part.item]
+            keep = cols >= 0
+            rows, cols = part.warehouse[keep], cols[keep]
+            available[rows, cols] = np.maximum(part.numbers["available"][keep], 0)
+            minimum[rows, cols] = part.numbers["min"][keep]
     return solver.DepotTable(
         codes=list(w["code"]), node=network.nodes(graph),
         active=place.status == ACTIVE,

@@ -40,7 +40,8 @@ def test_a_stock_change_keeps_the_nodes_and_a_warehouse_change_finds_them_again(
     assert network.nodes(graph).tolist() == [4, 7]
     moved = merged(network, since())
     assert moved.nodes(graph) is network.nodes(graph) and graph.lookups == 1
-    assert moved.stock.column("on_hand") == [4] and network.stock.column("on_hand") == [5]
+    assert [row[2] for row in moved.stock.rows()] == [4]
+    assert [row[2] for row in network.stock.rows()] == [5]
     edited = merged(moved, since({"position": [1], "code": ["B"], "level": ["township"],
                                   "path": ["/P/A/B/"], "status": ["closed"],
                                   "road_node": ["n9"]}))
