@@ -3,6 +3,8 @@ restocking."""
 
 from __future__ import annotations
 
+import threading
+
 from flask import Flask
 from flask_smorest import Api
 
@@ -46,6 +48,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.extensions["restocking"] = Restocking(database, inventory, graphs)
     app.extensions["warnings"] = Warnings(database, inventory, graphs)
     install(app, ServiceContext(settings, database, idempotency))
+    if settings.warm_start:
+        threading.Thread(target=app.extensions["allocation"].warm, name="warm-start",
+                         daemon=True).start()
     return app
 
 

@@ -12,7 +12,9 @@ layer's (`shared.web.run_command`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +36,8 @@ from shared.db import Database
 from shared.errors import Conflict, InvalidInput, NotFound, Unavailable, UpstreamTimeout
 from shared.i18n import _
 
+log = logging.getLogger(__name__)
+
 PLANS, SHIPMENTS = Plan.__table__, Shipment.__table__
 # What a plan records of its request, to solve its re-plans alike.
 POLICY_FIELDS = ("policy", "max_minutes", "keep_min", "outside_villages", "trip_cost")
@@ -49,6 +53,36 @@ class Allocation:
     graphs: roads.GraphCache
     hold_ttl_s: int
     driving: trips.Driving = field(default_factory=trips.Driving)
+
+    def warm(self, tries: int = 30, pause_s: float = 2.0) -> bool:
+        """Load the road graph and read the whole network before the first plan asks: a
+        nation's take 20-50 s, longer than the gateway waits for a plan. The inventory may be
+        starting beside this service, so its read is tried again meanwhile. True when the
+        network was read."""
+        started = time.monotonic()
+        with self.db.reading() as session:
+            try:
+                graph = self.graphs.current(session)
+            except NotFound:
+                graph = None  # no road network imported yet: the stock alone
+        for attempt in range(tries):
+            try:
+                network = self.inventory.network()
+            except (Unavailable, UpstreamTimeout, RemoteError) as exc:
+                log.info("warm start: the inventory did not answer (%s), try %d of %d",
+                         exc, attempt + 1, tries)
+                time.sleep(pause_s)
+                continue
+            network.places()
+            if graph is not None:
+                network.nodes(graph)
+            log.info("warm start: ready in %.1f s (%s, %d warehouses, %d balances)",
+                     time.monotonic() - started,
+                     f"road graph {graph.version}" if graph else "no road network yet",
+                     len(network.warehouses["code"]), len(network.stock))
+            return True
+        log.warning("warm start: gave up after %d tries; the first plan reads everything", tries)
+        return False
 
     # -- making a plan ---------------------------------------------------------------------
     def create(self, identity: Identity, incident_id: int, data: dict[str, Any]) -> Plan:

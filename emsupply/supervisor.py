@@ -277,6 +277,7 @@ def run(data_dir: Path, port: int, names: tuple[str, ...], workers: int = 2,
     env = dict(os.environ)
     env["EMSUPPLY_PORT"] = str(port)
     env.setdefault("EMSUPPLY_GATEWAY_SERVICES", ",".join(n for n in names if n != "gateway"))
+    env.setdefault("EMSUPPLY_WARM_START", "1")  # plans do not wait for the first reads
     if running_suite(data_dir):
         raise ConfigError(f"a suite is already running on {data_dir} "
                           f"(see {data_dir / STATE_FILE})")

@@ -39,6 +39,9 @@ class Settings:
     # unit-minutes; empty vehicles: the allocation service's defaults.
     vehicles: tuple[tuple[str, str, float], ...] = ()
     trip_cost: float | None = None
+    # The allocation's workers load the road graph and read the whole network when they start,
+    # not when the first plan asks (a nation's takes longer than the gateway waits for a plan).
+    warm_start: bool = False
     extra: dict = field(default_factory=dict)
 
     @property
@@ -143,6 +146,18 @@ def seconds(env: Mapping[str, str], name: str, default: float, low: float,
     return _bounded(env, name, default, low, high, float, "a number of seconds")
 
 
+def switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """On (1, true, yes, on) or off (0, false, no, off); `default` when unset or empty."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} must be 1 or 0 (on or off)")
+
+
 def service_names(env: Mapping[str, str], name: str,
                   known: tuple[str, ...]) -> tuple[str, ...]:
     """A comma-separated choice among `known`: all of them when the variable is unset, none
@@ -203,6 +218,7 @@ def load_settings(service: str, env: Mapping[str, str] | None = None,
         reservation_ttl_s=whole(env, "EMSUPPLY_RESERVATION_TTL", 900, 1, 7 * 86400),
         vehicles=vehicles(env, "EMSUPPLY_VEHICLES"),
         trip_cost=_bounded(env, "EMSUPPLY_TRIP_COST", None, 0.0, 1e9, float, "a number"),
+        warm_start=switch(env, "EMSUPPLY_WARM_START", False),
     )
 
 

@@ -248,3 +248,48 @@ def _plans(service):
 def _close(service, edge: str) -> None:
     with service.db.unit_of_work() as session:
         roads.report_events(session, COMMANDER, {"events": [{"edge": edge, "status": "closed"}]})
+
+
+# -- warm start (issue 12: a nation's graph and network are read before the first plan asks) --
+
+def test_a_warm_start_loads_the_graph_and_reads_the_network_before_any_plan(service, inventory):
+    assert service.warm(tries=1, pause_s=0) is True
+    assert service.graphs.loads == 1 and inventory.calls == ["network"]
+    assert plan(service, 5).status == "planned"
+    assert service.graphs.loads == 1  # the plan found the graph loaded
+
+
+def test_a_warm_start_waits_for_an_inventory_that_is_still_starting(service, inventory,
+                                                                     monkeypatch):
+    inventory.unreachable.add("network")
+    pauses = []
+
+    def pause(seconds):  # the inventory comes up during the second pause
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            inventory.unreachable.clear()
+
+    monkeypatch.setattr("allocation_svc.plans.time.sleep", pause)
+    assert service.warm(tries=5, pause_s=1.5) is True
+    assert pauses == [1.5, 1.5] and inventory.calls.count("network") == 3
+
+
+def test_a_warm_start_gives_up_and_leaves_the_reading_to_the_first_plan(service, inventory,
+                                                                        monkeypatch):
+    inventory.unreachable.add("network")
+    monkeypatch.setattr("allocation_svc.plans.time.sleep", lambda _s: None)
+    assert service.warm(tries=3) is False and inventory.calls.count("network") == 3
+    inventory.unreachable.clear()
+    assert plan(service, 5).status == "planned"
+
+
+def test_a_warm_start_without_a_road_network_reads_the_stock(tmp_path, inventory):
+    url = f"sqlite:///{tmp_path / 'bare.sqlite'}"
+    upgrade("allocation_svc", url)
+    database = Database(url)
+    try:
+        bare = Allocation(database, inventory, roads.GraphCache(), hold_ttl_s=TTL)
+        assert bare.warm(tries=1) is True and inventory.calls == ["network"]
+        assert bare.graphs.loads == 0
+    finally:
+        database.dispose()
