@@ -65,6 +65,7 @@ class Allocation:
                 graph = self.graphs.current(session)
             except NotFound:
                 graph = None  # no road network imported yet: the stock alone
+        loaded = time.monotonic()
         for attempt in range(tries):
             try:
                 network = self.inventory.network()
@@ -76,10 +77,11 @@ class Allocation:
             network.places()
             if graph is not None:
                 network.nodes(graph)
-            log.info("warm start: ready in %.1f s (%s, %d warehouses, %d balances)",
-                     time.monotonic() - started,
+            log.info("warm start: ready in %.1f s (%s in %.1f s; %d warehouses and %d "
+                     "balances in %.1f s)", time.monotonic() - started,
                      f"road graph {graph.version}" if graph else "no road network yet",
-                     len(network.warehouses["code"]), len(network.stock))
+                     loaded - started, len(network.warehouses["code"]), len(network.stock),
+                     time.monotonic() - loaded)
             return True
         log.warning("warm start: gave up after %d tries; the first plan reads everything", tries)
         return False
