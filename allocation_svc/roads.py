@@ -9,7 +9,6 @@ version before it (a copy of the weights) instead of reloading a million rows.
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
 import threading
 from collections import OrderedDict
@@ -31,6 +30,7 @@ from allocation_svc.roadtable import DEGRADED, STATUS_CODES, STATUS_NAMES, RoadT
 from shared import events
 from shared.auth import Identity
 from shared.client import RemoteError
+from shared.db import many_rows
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.i18n import _
 
@@ -207,21 +207,8 @@ def load_table(session: Session) -> RoadTable:
     before the next is read: a nation's 1.6 million rows never stand in memory at once as
     Python rows (a worker would keep their room: 900 MiB, against 250 read this way), and an
     edge's ends come as node numbers from the database, not as strings to look up."""
-    with _cycles_not_collected():
+    with many_rows():
         return _read_table(session)
-
-
-@contextlib.contextmanager
-def _cycles_not_collected() -> Iterator[None]:
-    """The driver's 1.6 million row tuples would set off collections that walk the whole heap
-    (half of a nation's load time); none of them is part of a cycle."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _read_table(session: Session) -> RoadTable:

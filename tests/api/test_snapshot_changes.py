@@ -268,3 +268,16 @@ def test_the_safety_net_reads_everything_aside_while_plans_go_on(inv, allocation
     finally:
         inventory.client.call = real
     assert after is not first and balances(after) == balances(merged(None, read(inv)))
+
+
+def test_a_read_in_slices_of_rows_is_the_read_in_one(inv, inventory_db, monkeypatch):
+    from inventory_svc import snapshot
+
+    build_tree(inv)
+    for code, item, quantity in [("QDN", "TENT", 7), ("KL", "QUILT", 3), ("LP", "TENT", 5),
+                                 ("KL-T01", "WATER", 9), ("KL", "TENT", 2)]:
+        receive(inv, code, item, quantity)
+    whole = read(inv)
+    monkeypatch.setattr(snapshot, "SLICE", 2)
+    sliced = read(inv)
+    assert sliced["stock"] == whole["stock"] and len(sliced["stock"]["warehouse"]) == 5
