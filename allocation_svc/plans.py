@@ -79,7 +79,7 @@ class Allocation:
                 network.nodes(graph)
             log.info("warm start: ready in %.1f s (%s in %.1f s; %d warehouses and %d "
                      "balances in %.1f s)", time.monotonic() - started,
-                     f"road graph {graph.version}" if graph else "no road network yet",
+                     f"road graph {graph.version}" if graph is not None else "no road network yet",
                      loaded - started, len(network.warehouses["code"]), len(network.stock),
                      time.monotonic() - loaded)
             return True
