@@ -99,6 +99,15 @@ class Balances:
         return zip(folded.warehouse.tolist(), [skus[i] for i in folded.item.tolist()],
                    *(folded.numbers[name].tolist() for name in NUMBERS), strict=True)
 
+    def totals(self) -> dict[str, int]:
+        """How many balances, and the sum of each number column (what the inventory's snapshot
+        `digest` answers for the same version)."""
+        replaced = self._base_rows(self.changes.keys())
+        replaced = replaced[replaced >= 0]
+        return {"balances": len(self), **{
+            name: int(column.sum() - column[replaced].sum() + self.changes.numbers[name].sum())
+            for name, column in self.base.numbers.items()}}
+
     def updated(self, changed: dict[str, list]) -> Balances:
         """The same with a `since` answer's balances in (items as skus): they join the
         changes, replacing any earlier row of theirs; many changes are folded into the base."""

@@ -19,7 +19,7 @@ from shared.client import RemoteError, ServiceClient
 
 log = logging.getLogger(__name__)
 SERVICE = Identity("allocation-service", "service")
-FULL_READ_EVERY_S = 600.0
+CHECK_EVERY_S = 600.0
 # A whole network's read: a prefecture's is a fraction of a second, a nation's (500,000 depots,
 # 2.7 million balances) tens of seconds; only the first plan of a process waits for it.
 FULL_READ_TIMEOUT = (1.0, 300.0)
@@ -184,14 +184,14 @@ class HttpInventory:
         self._network: Network | None = None
         self._full_at = float("-inf")
         self._items: tuple[int | None, list[dict[str, Any]]] | None = None
-        self._reading_whole = threading.Lock()
+        self._checking = threading.Lock()
 
     def network(self, items: list[str] | None = None) -> Network:
         with self._lock:  # one refresh at a time; the next thread's is then a small one
             kept = self._network
-            if kept is not None and time.monotonic() - self._full_at > FULL_READ_EVERY_S:
-                self._full_at = time.monotonic()  # now and then everything again, aside:
-                threading.Thread(target=self._read_whole, daemon=True).start()  # a safety net
+            if kept is not None and time.monotonic() - self._full_at > CHECK_EVERY_S:
+                self._full_at = time.monotonic()  # now and then a check, aside: a safety net
+                threading.Thread(target=self._check, args=(kept,), daemon=True).start()
             if kept is None or not kept.version:
                 return self._whole()
             try:
@@ -210,20 +210,35 @@ class HttpInventory:
         self._full_at = time.monotonic()
         return self._network
 
+    def _check(self, kept: Network) -> None:
+        """The kept network checked against the inventory's own sums (`digest`) while plans go
+        on: brought up to the inventory's version on a copy, it must add up to them. Only when
+        it does not (a change the refreshes missed) is the whole network read again: a nation's
+        is seconds of the inventory's time and a GiB of its memory, the check a few seconds of
+        the database's."""
+        if not self._checking.acquire(blocking=False):
+            return
+        try:
+            answer = self.client.call("GET", SNAPSHOT + "?" + urlencode(
+                {"since": kept.version, "digest": "true"}), SERVICE, timeout=FULL_READ_TIMEOUT)
+            found = merged(kept, answer).stock.totals()
+            if answer.get("full") or found == answer.get("digest"):
+                return
+            log.warning("the kept network adds up to %s, the inventory's to %s: reading it "
+                        "all again", found, answer.get("digest"))
+            self._read_whole()
+        except Exception:  # the kept network goes on; the next safety net tries again
+            log.warning("the kept network could not be checked", exc_info=True)
+        finally:
+            self._checking.release()
+
     def _read_whole(self) -> None:
         """The whole network read while plans go on with the kept one, then put in its place:
         its version is older than what plans brought in meanwhile, so the next refresh asks
         again for those changes."""
-        if not self._reading_whole.acquire(blocking=False):
-            return
-        try:
-            answer = self.client.call("GET", SNAPSHOT, SERVICE, timeout=FULL_READ_TIMEOUT)
-            with self._lock:
-                self._network = merged(None, answer)
-        except Exception:  # the kept network goes on; the next safety net tries again
-            log.warning("the whole network could not be read again", exc_info=True)
-        finally:
-            self._reading_whole.release()
+        answer = self.client.call("GET", SNAPSHOT, SERVICE, timeout=FULL_READ_TIMEOUT)
+        with self._lock:
+            self._network = merged(None, answer)
 
     def forget(self) -> None:
         """Read everything afresh next time (after the inventory refused what the kept

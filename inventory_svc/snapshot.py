@@ -95,9 +95,11 @@ def _check_mark(mark: str) -> None:
         raise ValueError(mark)
 
 
-def snapshot(session: Session, items: list[str] | None, since: str | None = None) -> dict:
+def snapshot(session: Session, items: list[str] | None, since: str | None = None,
+             digest: bool = False) -> dict:
     """Everything (no `since`), or what changed since that version: nothing in it reads the
-    whole network, but for a warehouse added (its position, once per process)."""
+    whole network, but for a warehouse added (its position, once per process), and the
+    `digest` when asked (sums in the database, a few seconds for a nation)."""
     before = Version.parse(since) if since else None
     mark, at = _mark(session)  # first: whatever is written after this is sent next time
     if before is not None and _behind(mark, before):
@@ -118,7 +120,7 @@ def snapshot(session: Session, items: list[str] | None, since: str | None = None
         warehouses = _warehouses(session)
         _remember(session, fleet, warehouses["id"])
         warehouses.pop("id")
-    query = _balances(items)
+    query = whole = _balances(items)
     if before is not None:  # the changed ids first, each way by its index; then their balances
         changed = _changed_since(session, before, at)
         query = query.where(Stock.id.in_(changed)) if changed else None
@@ -127,13 +129,27 @@ def snapshot(session: Session, items: list[str] | None, since: str | None = None
         position = _positions(session, fleet)
         columns[0] = [position[wid] for wid in columns[0]]
     catalogue = session.scalar(select(func.count(Item.id))) or 0
-    return {
+    answer = {
         "version": str(Version(mark, at, fleet, catalogue)),
         "full": before is None,
         "catalogue": catalogue,
         "warehouses": warehouses,
         "stock": dict(zip(STOCK_COLUMNS, columns, strict=True)),
     }
+    if digest:
+        answer["digest"] = _digest(session, whole)
+    return answer
+
+
+def _digest(session: Session, balances) -> dict[str, int]:
+    """How many balances, and the sum of each number column, as the same read (its view, its
+    clock) has them: what a reader's kept network must add up to."""
+    rows = balances.order_by(None).subquery()
+    numbers = STOCK_COLUMNS[2:]
+    found = session.execute(select(func.count(), *(func.coalesce(func.sum(rows.c[name]), 0)
+                                                   for name in numbers))).one()
+    return {"balances": int(found[0]), **{name: int(value)
+                                          for name, value in zip(numbers, found[1:], strict=True)}}
 
 
 def _postgresql(session: Session) -> bool:

@@ -17,6 +17,10 @@ class SnapshotQuery(StrictSchema):
     since = fields.String(validate=validate.Length(1, 4000), metadata={
         "description": "the `version` of an earlier answer: answer only the balances and "
                        "the warehouses changed since"})
+    digest = fields.Boolean(load_default=False, metadata={
+        "description": "also answer the count and the sums of every balance's numbers, of "
+                       "the whole network as this answer's version has it: a reader that kept "
+                       "the network checks it against them instead of reading it all again"})
 
 
 class SnapshotOut(Schema):
@@ -29,6 +33,9 @@ class SnapshotOut(Schema):
                                                 "after `since`, only those added or changed, "
                                                 "each with its `position` in the full list"})
     stock = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()))
+    digest = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
+        "description": "with `digest`: `balances` (how many) and the sum of each number "
+                       "column (`on_hand`, `available`, ...) over the whole network"})
 
 
 @blp.route("/stock/snapshot")
@@ -38,7 +45,8 @@ class Snapshot(MethodView):
     def get(self, query):
         """Every warehouse (code, level, path, status, road node) and balance, as columns"""
         with context().db.reading(one_view=True) as session:
-            answer = snapshot.snapshot(session, query["item"], query.get("since"))
+            answer = snapshot.snapshot(session, query["item"], query.get("since"),
+                                       digest=query["digest"])
         # Plain columns of numbers and strings: the schema documents them, and dumping them
         # through it would walk every value (seconds at national scale).
         return json_response(answer, 200)

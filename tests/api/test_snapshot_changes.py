@@ -237,37 +237,80 @@ def test_the_kept_network_is_read_whole_again_when_its_version_is_refused(inv, a
     assert again.version != first.version and balances(again)[("KL", "TENT")][0] == 15
 
 
-def test_the_safety_net_reads_everything_aside_while_plans_go_on(inv, allocation_app):
-    """Now and then the whole network is read again, in a thread of its own: the plan that
-    finds it due goes on with what changed, and the whole read then takes the kept one's
-    place without losing what plans brought in meanwhile."""
-    build_tree(inv)
-    receive(inv, "KL", "TENT", 10)
-    inventory = allocation_app.extensions["allocation"].inventory
-    first = inventory.network()
-    inventory._full_at = float("-inf")  # due
-    receive(inv, "KL", "TENT", 5)
-    calls = []
-    real = inventory.client.call
+def watch(inventory) -> list[tuple[str, bool]]:
+    """The paths the allocation asks the inventory for, and whether on the plan's thread."""
+    calls, real = [], inventory.client.call
 
     def watched(method, path, *args, **kwargs):
         calls.append((path, threading.current_thread() is threading.main_thread()))
         return real(method, path, *args, **kwargs)
 
     inventory.client.call = watched
-    try:
-        due = inventory.network()
-        assert balances(due)[("KL", "TENT")][0] == 15
-        for thread in threading.enumerate():
-            if thread is not threading.current_thread() and thread.daemon:
-                thread.join(timeout=10)
-        assert (SNAPSHOT, False) in calls  # the whole read, not on the plan's thread
-        assert all("since=" in path for path, plan in calls if plan)
-        receive(inv, "LP", "TENT", 2)
-        after = inventory.network()
-    finally:
-        inventory.client.call = real
-    assert after is not first and balances(after) == balances(merged(None, read(inv)))
+    return calls
+
+
+def settle() -> None:
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and thread.daemon:
+            thread.join(timeout=10)
+
+
+def test_the_safety_net_checks_the_sums_aside_and_reads_nothing_whole_when_they_agree(
+        inv, allocation_app):
+    """Now and then the kept network is checked against the inventory's sums, in a thread of
+    its own: the plan that finds it due goes on with what changed, and a network that adds up
+    is not read again."""
+    build_tree(inv)
+    receive(inv, "KL", "TENT", 10)
+    inventory = allocation_app.extensions["allocation"].inventory
+    inventory.network()
+    inventory._full_at = float("-inf")  # due
+    receive(inv, "KL", "TENT", 5)
+    calls = watch(inventory)
+    due = inventory.network()
+    assert balances(due)[("KL", "TENT")][0] == 15
+    settle()
+    assert [path for path, plan in calls if not plan] == [
+        path for path, _ in calls if "digest=true" in path]  # the check, aside
+    assert len([path for path, plan in calls if not plan]) == 1
+    assert all("since=" in path and "digest" not in path for path, plan in calls if plan)
+
+
+def test_a_kept_network_that_does_not_add_up_is_read_whole_again_aside(inv, allocation_app):
+    """A change the refreshes missed (here the kept network's own numbers made wrong) shows in
+    the sums: the whole network is then read again, aside, and takes the kept one's place
+    without losing what plans brought in meanwhile."""
+    build_tree(inv)
+    receive(inv, "KL", "TENT", 10)
+    receive(inv, "LP", "QUILT", 4)
+    inventory = allocation_app.extensions["allocation"].inventory
+    kept = inventory.network()
+    wrong = kept.stock.base.numbers["on_hand"].copy()
+    wrong[0] += 1
+    kept.stock.base.numbers["on_hand"] = wrong  # as if a write had been missed
+    inventory._full_at = float("-inf")  # due
+    calls = watch(inventory)
+    inventory.network()
+    settle()
+    assert (SNAPSHOT, False) in calls  # the whole read, not on the plan's thread
+    receive(inv, "LP", "TENT", 2)
+    after = inventory.network()
+    assert balances(after) == balances(merged(None, read(inv)))
+
+
+def test_the_digest_adds_up_the_whole_network_whatever_the_answer_holds(inv, inventory_db):
+    build_tree(inv)
+    receive(inv, "KL", "TENT", 10)
+    receive(inv, "LP", "QUILT", 4)
+    first = inv.get(SNAPSHOT + "?digest=true").get_json()
+    stock = first["stock"]
+    assert first["digest"] == {"balances": 2, **{name: sum(stock[name]) for name in (
+        "on_hand", "available", "expired", "in_transit", "min", "target")}}
+    receive(inv, "KL", "TENT", 5)
+    later = inv.get(SNAPSHOT + f"?since={quote(first['version'])}&digest=true").get_json()
+    assert len(later["stock"]["warehouse"]) == 1
+    assert later["digest"]["balances"] == 2 and later["digest"]["on_hand"] == 19
+    assert "digest" not in read(inv)
 
 
 def test_a_read_in_slices_of_rows_is_the_read_in_one(inv, inventory_db, monkeypatch):

@@ -101,3 +101,5 @@ def test_brought_up_to_date_equals_made_afresh(monkeypatch, fold_at, start, refr
     expected = {key: row[2:] for key, row in state.items()}
     assert as_dict(kept) == expected and len(kept) == len(expected)
     assert table(kept, 31) == {key: numbers[1] for key, numbers in expected.items()}
+    assert kept.totals() == {"balances": len(expected), **{
+        name: sum(numbers[i] for numbers in expected.values()) for i, name in enumerate(NUMBERS)}}
