@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.config import ConfigError, seconds, service_names, whole
+from shared.config import ConfigError, flag, seconds, service_names, whole
 
 UPSTREAMS = ("inventory", "allocation")
 
@@ -53,18 +53,6 @@ def _rate_limit(env: Mapping[str, str], name: str = "EMSUPPLY_RATE_LIMIT",
     return raw
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    """Yes or no: 1/true/yes/on or 0/false/no/off; `default` when unset or empty."""
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={raw!r} must be true or false (1/0, yes/no, on/off)")
-
-
 def load_options(env: Mapping[str, str] | None = None) -> Options:
     """Read and check the gateway's settings; raise ConfigError on the first bad one."""
     env = os.environ if env is None else env
@@ -81,7 +69,7 @@ def load_options(env: Mapping[str, str] | None = None) -> Options:
         required_services=service_names(env, "EMSUPPLY_GATEWAY_SERVICES", UPSTREAMS),
         webhook_timeout_s=seconds(env, "EMSUPPLY_WEBHOOK_TIMEOUT", 5.0, 0.1, 60),
         webhook_max_backoff_s=seconds(env, "EMSUPPLY_WEBHOOK_MAX_BACKOFF", 60.0, 0.01, 3600),
-        webhook_allow_internal=_flag(env, "EMSUPPLY_WEBHOOK_ALLOW_INTERNAL", False),
+        webhook_allow_internal=flag(env, "EMSUPPLY_WEBHOOK_ALLOW_INTERNAL", False),
         max_body_bytes=whole(env, "EMSUPPLY_MAX_BODY", Options.max_body_bytes, 1024, 2 ** 31),
         body_timeout_s=seconds(env, "EMSUPPLY_BODY_TIMEOUT", 30.0, 0.1, 3600),
     )

@@ -146,8 +146,8 @@ def seconds(env: Mapping[str, str], name: str, default: float, low: float,
     return _bounded(env, name, default, low, high, float, "a number of seconds")
 
 
-def switch(env: Mapping[str, str], name: str, default: bool) -> bool:
-    """On (1, true, yes, on) or off (0, false, no, off); `default` when unset or empty."""
+def flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """Yes or no: 1/true/yes/on or 0/false/no/off; `default` when unset or empty."""
     raw = env.get(name, "").strip().lower()
     if not raw:
         return default
@@ -155,7 +155,7 @@ def switch(env: Mapping[str, str], name: str, default: bool) -> bool:
         return True
     if raw in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{name}={raw!r} must be 1 or 0 (on or off)")
+    raise ConfigError(f"{name}={raw!r} must be true or false (1/0, yes/no, on/off)")
 
 
 def service_names(env: Mapping[str, str], name: str,
@@ -218,7 +218,7 @@ def load_settings(service: str, env: Mapping[str, str] | None = None,
         reservation_ttl_s=whole(env, "EMSUPPLY_RESERVATION_TTL", 900, 1, 7 * 86400),
         vehicles=vehicles(env, "EMSUPPLY_VEHICLES"),
         trip_cost=_bounded(env, "EMSUPPLY_TRIP_COST", None, 0.0, 1e9, float, "a number"),
-        warm_start=switch(env, "EMSUPPLY_WARM_START", False),
+        warm_start=flag(env, "EMSUPPLY_WARM_START", False),
     )
 
 

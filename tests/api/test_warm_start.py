@@ -49,6 +49,6 @@ def test_the_setting_is_on_or_off(tmp_path, raw, expected):
 
 
 def test_anything_else_is_refused_with_its_name(tmp_path):
-    with pytest.raises(ConfigError, match=r"^EMSUPPLY_WARM_START='maybe' must be 1 or 0"):
+    with pytest.raises(ConfigError, match=r"^EMSUPPLY_WARM_START='maybe' must be true or false"):
         load_settings("allocation", {"EMSUPPLY_SECRET": "s" * 16,
                                      "EMSUPPLY_WARM_START": "maybe"}, tmp_path)
