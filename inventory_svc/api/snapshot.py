@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from flask import Response
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
@@ -38,15 +43,59 @@ class SnapshotOut(Schema):
                        "column (`on_hand`, `available`, ...) over the whole network"})
 
 
+class Together:
+    """Whole reads asked while the same one is being made wait for it and answer what it
+    answers (a version like any other; the reader's next `since` brings what came after):
+    allocation workers warming at once would otherwise each cost the inventory a nation's
+    snapshot at the same moment (1.3 GiB and seconds each)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._making: dict[tuple, Future] = {}
+
+    def answer(self, key: tuple, make: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            making = self._making.get(key)
+            first = making is None
+            if first:
+                making = self._making[key] = Future()
+        if not first:
+            return making.result()
+        try:
+            body = make()
+        except BaseException as exc:
+            making.set_exception(exc)
+            raise
+        else:
+            making.set_result(body)
+            return body
+        finally:
+            with self._lock:
+                del self._making[key]
+
+
+WHOLE_READS = Together()
+
+
 @blp.route("/stock/snapshot")
 class Snapshot(MethodView):
     @blp.arguments(SnapshotQuery, location="query")
     @blp.response(200, SnapshotOut)
     def get(self, query):
         """Every warehouse (code, level, path, status, road node) and balance, as columns"""
-        with context().db.reading(one_view=True) as session:
-            answer = snapshot.snapshot(session, query["item"], query.get("since"),
-                                       digest=query["digest"])
-        # Plain columns of numbers and strings: the schema documents them, and dumping them
-        # through it would walk every value (seconds at national scale).
-        return json_response(answer, 200)
+        db = context().db
+
+        def make() -> bytes:
+            with db.reading(one_view=True) as session:
+                answer = snapshot.snapshot(session, query["item"], query.get("since"),
+                                           digest=query["digest"])
+            # Plain columns of numbers and strings: the schema documents them, and dumping
+            # them through it would walk every value (seconds at national scale).
+            return json_response(answer, 200).get_data()
+
+        if query.get("since"):
+            body = make()
+        else:
+            body = WHOLE_READS.answer((db.url, tuple(query["item"]),
+                                       query["digest"]), make)
+        return Response(body, status=200, mimetype="application/json")

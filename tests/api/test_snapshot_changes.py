@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -324,3 +325,41 @@ def test_a_read_in_slices_of_rows_is_the_read_in_one(inv, inventory_db, monkeypa
     monkeypatch.setattr(snapshot, "SLICE", 2)
     sliced = read(inv)
     assert sliced["stock"] == whole["stock"] and len(sliced["stock"]["warehouse"]) == 5
+
+
+def test_whole_reads_asked_together_are_made_once(inv, inventory_app, monkeypatch):
+    """Allocation workers warming at once: the second whole read waits for the first and
+    answers the same; a `since` read is never shared."""
+    from inventory_svc import snapshot
+
+    build_tree(inv)
+    receive(inv, "KL", "TENT", 10)
+    real, made, started, release = snapshot.snapshot, [], threading.Event(), threading.Event()
+
+    def slow(session, items, since=None, digest=False):
+        made.append(since)
+        if since is None:
+            started.set()
+            assert release.wait(10)
+        return real(session, items, since, digest)
+
+    monkeypatch.setattr(snapshot, "snapshot", slow)
+    answers = []
+
+    def reader():
+        answers.append(Caller(inventory_app.test_client()).get(SNAPSHOT).get_json())
+
+    first = threading.Thread(target=reader)
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=reader)
+    second.start()
+    time.sleep(0.3)  # the second is waiting on the first
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert made == [None] and len(answers) == 2 and answers[0] == answers[1]
+    assert answers[0]["stock"]["on_hand"] == [10]
+    read(inv, answers[0]["version"])
+    read(inv)
+    assert made == [None, answers[0]["version"], None]  # the next whole read is made anew
