@@ -91,7 +91,10 @@ def test_request_id_is_made_when_missing_or_malformed_and_is_in_every_log_line(g
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter("gateway"))
-    logging.getLogger().addHandler(handler)
+    root = logging.getLogger()
+    level = root.level  # a test before, in this process, may have run the CLI's quieter suite
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
     try:
         made = client.get("/api/v1/warehouses/NOPE", headers=headers)
         bad = client.get("/api/v1/warehouses/NOPE", headers={**headers,
@@ -99,7 +102,8 @@ def test_request_id_is_made_when_missing_or_malformed_and_is_in_every_log_line(g
         given = client.get("/api/v1/warehouses/NOPE", headers={**headers,
                                                                 "X-Request-ID": "abc-123"})
     finally:
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
+        root.setLevel(level)
     for response in (made, bad):
         assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
     assert given.headers["X-Request-ID"] == "abc-123"
