@@ -189,7 +189,8 @@ class HttpInventory:
     def network(self, items: list[str] | None = None) -> Network:
         with self._lock:  # one refresh at a time; the next thread's is then a small one
             kept = self._network
-            if kept is not None and time.monotonic() - self._full_at > CHECK_EVERY_S:
+            if kept is not None and kept.version and \
+                    time.monotonic() - self._full_at > CHECK_EVERY_S:
                 self._full_at = time.monotonic()  # now and then a check, aside: a safety net
                 threading.Thread(target=self._check, args=(kept,), daemon=True).start()
             if kept is None or not kept.version:
@@ -214,15 +215,26 @@ class HttpInventory:
         """The kept network checked against the inventory's own sums (`digest`) while plans go
         on: brought up to the inventory's version on a copy, it must add up to them. Only when
         it does not (a change the refreshes missed) is the whole network read again: a nation's
-        is seconds of the inventory's time and a GiB of its memory, the check a few seconds of
-        the database's."""
+        is seconds of the inventory's time and a GiB of its memory, the check under a second
+        of the database's."""
         if not self._checking.acquire(blocking=False):
             return
         try:
-            answer = self.client.call("GET", SNAPSHOT + "?" + urlencode(
-                {"since": kept.version, "digest": "true"}), SERVICE, timeout=FULL_READ_TIMEOUT)
+            try:
+                answer = self.client.call("GET", SNAPSHOT + "?" + urlencode(
+                    {"since": kept.version, "digest": "true"}), SERVICE,
+                    timeout=FULL_READ_TIMEOUT)
+            except RemoteError as exc:
+                if exc.status != 422:  # an inventory without the digest, or a version refused
+                    raise
+                self._read_whole()
+                return
+            if answer.get("full"):  # the inventory answered everything: keep it
+                with self._lock:
+                    self._network = merged(None, answer)
+                return
             found = merged(kept, answer).stock.totals()
-            if answer.get("full") or found == answer.get("digest"):
+            if found == answer.get("digest"):
                 return
             log.warning("the kept network adds up to %s, the inventory's to %s: reading it "
                         "all again", found, answer.get("digest"))

@@ -17,6 +17,7 @@ from harness import Caller
 from sqlalchemy import text
 
 from allocation_svc.inventory import merged
+from shared.client import RemoteError
 
 SNAPSHOT = "/api/v1/stock/snapshot"
 
@@ -363,3 +364,52 @@ def test_whole_reads_asked_together_are_made_once(inv, inventory_app, monkeypatc
     read(inv, answers[0]["version"])
     read(inv)
     assert made == [None, answers[0]["version"], None]  # the next whole read is made anew
+
+
+def test_an_inventory_that_refuses_the_check_gets_the_whole_read_aside(inv, allocation_app):
+    """An inventory of before the digest (422 on the unknown parameter): the safety net falls
+    back to reading everything, as it did."""
+    build_tree(inv)
+    receive(inv, "KL", "TENT", 10)
+    inventory = allocation_app.extensions["allocation"].inventory
+    inventory.network()
+    inventory._full_at = float("-inf")  # due
+    calls, real = watch(inventory), inventory.client.call
+
+    def older(method, path, *args, **kwargs):
+        if "digest=" in path:
+            raise RemoteError("inventory", 422, {"detail": "unknown parameter digest"})
+        return real(method, path, *args, **kwargs)
+
+    inventory.client.call = older
+    receive(inv, "KL", "TENT", 1)
+    inventory.network()
+    settle()
+    assert (SNAPSHOT, False) in calls
+    assert balances(inventory.network())[("KL", "TENT")][0] == 11
+
+
+def test_a_check_answered_with_everything_keeps_what_it_was_given(inv, allocation_app):
+    """The inventory may answer a check with everything (the warehouses' positions no longer
+    hold): that answer takes the kept network's place, no second read."""
+    build_tree(inv)
+    receive(inv, "KL", "TENT", 10)
+    inventory = allocation_app.extensions["allocation"].inventory
+    kept = inventory.network()
+    inventory._full_at = float("-inf")  # due
+    real = inventory.client.call
+
+    def everything(method, path, *args, **kwargs):
+        if "digest=" in path:
+            path = SNAPSHOT + "?digest=true"  # as if `since` could not be answered
+        return real(method, path, *args, **kwargs)
+
+    inventory.client.call = everything
+    calls = watch(inventory)
+    receive(inv, "KL", "TENT", 1)
+    refreshed = inventory.network()  # the check's answer is put in place after this one
+    settle()
+    assert [path for path, plan in calls if not plan] == [SNAPSHOT + "?since=" + quote(
+        kept.version, safe="") + "&digest=true"]
+    assert inventory._network is not refreshed
+    assert inventory._network.stock.totals()["on_hand"] == 11
