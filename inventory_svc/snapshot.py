@@ -14,6 +14,7 @@ service) reads a few rows per plan instead of the whole prefecture, however larg
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -124,7 +125,7 @@ def snapshot(session: Session, items: list[str] | None, since: str | None = None
     if before is not None:  # the changed ids first, each way by its index; then their balances
         changed = _changed_since(session, before, at)
         query = query.where(Stock.id.in_(changed)) if changed else None
-    columns = _columns(session, query)
+    columns = _columns(session, query, whole=before is None)
     if columns[0]:
         position = _positions(session, fleet)
         columns[0] = [position[wid] for wid in columns[0]]
@@ -189,13 +190,15 @@ def _positions_hold(session: Session, before: Fleet, now: Fleet) -> bool:
     return added == now.count - before.count
 
 
-def _columns(session: Session, query) -> list[list]:
+def _columns(session: Session, query, whole: bool) -> list[list]:
     """The balances' columns, in the order of `_balances`' select, made a slice of rows at a
-    time: a nation's 2.7 million never stand as rows all at once (half a GiB more)."""
+    time: a nation's 2.7 million never stand as rows all at once (half a GiB more). Only a
+    whole read pauses the cycle collector: a `since` read is a few rows, and pausing it for
+    every plan's would leave it paused while reads overlap."""
     columns: list[list] = [[] for _ in STOCK_COLUMNS]
     if query is None:
         return columns
-    with many_rows():
+    with many_rows() if whole else nullcontext():
         for part in session.connection().execute(query).partitions(SLICE):
             for column, values in zip(columns, zip(*part, strict=True), strict=True):
                 column.extend(values)
@@ -205,7 +208,7 @@ def _columns(session: Session, query) -> list[list]:
 def _warehouses(session: Session, where=None) -> dict[str, list]:
     query = select(Warehouse.id, Warehouse.code, Warehouse.level, Warehouse.path,
                    Warehouse.status, Warehouse.road_node).order_by(Warehouse.id)
-    with many_rows():
+    with many_rows() if where is None else nullcontext():
         rows = session.execute(query if where is None else query.where(where)).all()
     names = ("id", "code", "level", "path", "status", "road_node")
     if not rows:

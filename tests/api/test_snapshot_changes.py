@@ -413,3 +413,29 @@ def test_a_check_answered_with_everything_keeps_what_it_was_given(inv, allocatio
         kept.version, safe="") + "&digest=true"]
     assert inventory._network is not refreshed
     assert inventory._network.stock.totals()["on_hand"] == 11
+
+
+def test_only_a_whole_read_pauses_the_cycle_collector(inv, inventory_db, monkeypatch):
+    """A `since` read is a few rows and comes with every plan: pausing the collector for it
+    too would leave it paused while such reads overlap."""
+    import contextlib
+
+    from inventory_svc import snapshot
+
+    build_tree(inv)
+    receive(inv, "KL", "TENT", 10)
+    paused = []
+
+    @contextlib.contextmanager
+    def counted():
+        paused.append(True)
+        yield
+
+    monkeypatch.setattr(snapshot, "many_rows", counted)
+    first = read(inv)
+    assert len(paused) == 2  # the warehouses and the balances
+    receive(inv, "KL", "TENT", 1)
+    inv.patch("/api/v1/warehouses/KL-T02", {"status": "closed"})
+    later = read(inv, first["version"])
+    assert later["full"] is False and later["warehouses"] and later["stock"]["warehouse"]
+    assert len(paused) == 2
