@@ -1,10 +1,11 @@
 """Every balance of the network the allocation service keeps, as numpy columns.
 
 A nation has 2.7 million balances: as the lists a snapshot answer decodes to, each number is a
-Python int and each item a string of its own (about 850 MiB in a worker); as columns of int64
-with the items numbered, 8 bytes a number. A refresh brings a few rows; copying the columns for
-them would cost each plan a second (fresh memory for 2.7 million rows, faulted in page by page),
-so they are kept beside the columns as `changes`, and folded in only once there are many.
+Python int and each item a string of its own; as columns of int64 with the items numbered, 8
+bytes a number (a national worker's RSS after its first plan: 1,848 MiB with lists, 1,347 with
+columns, docs/benchmarks.md). A refresh brings a few rows; copying the columns for them cost a
+plan up to seconds (fresh memory for 2.7 million rows, faulted in page by page), so they are
+kept beside the columns as `changes`, and folded in only once there are many.
 """
 
 from __future__ import annotations

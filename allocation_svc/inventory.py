@@ -41,9 +41,6 @@ class Network:
     # or added since (looked up again on the next plan, not all 500,000).
     _nodes: tuple[Any, np.ndarray, frozenset[int]] | None = field(default=None, repr=False)
 
-    def index(self) -> dict[str, int]:
-        return {code: i for i, code in enumerate(self.warehouses["code"])}
-
     def nodes(self, graph: Any) -> np.ndarray:
         """Each warehouse's node in the road graph (`RoadGraph.node_indexes`), kept while the
         warehouses and the graph's layout stay the same: a nation's 500,000 look-ups are not

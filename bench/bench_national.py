@@ -74,6 +74,7 @@ from bench_speed import (  # noqa: E402  (the path above first)
     free_base,
     fresh_databases,
     has_template,
+    interrupted,
     keep_as_template,
     libpq,
     load,
@@ -825,10 +826,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupted(*_) -> None:
-    raise KeyboardInterrupt  # so that `finally` stops the services and drops the databases
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.drop_templates:
@@ -842,7 +839,7 @@ def main(argv: list[str] | None = None) -> int:
     suite = NationalSuite(args)
     figures: dict = {}
     rng = random.Random(args.seed)
-    previous = signal.signal(signal.SIGTERM, _interrupted)
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         suite.prepare()
         if suite.generation:

@@ -1288,7 +1288,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupted(*_) -> None:
+def interrupted(*_) -> None:
     raise KeyboardInterrupt  # so that `finally` stops the services and drops the databases
 
 
@@ -1306,7 +1306,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"code: {code_under_test()}")
     suite = Suite(args)
     figures: dict = {}
-    previous = signal.signal(signal.SIGTERM, _interrupted)
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         data = dataset.qiandongnan()
         suite.prepare(data)

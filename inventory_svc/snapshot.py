@@ -100,7 +100,7 @@ def snapshot(session: Session, items: list[str] | None, since: str | None = None
              digest: bool = False) -> dict:
     """Everything (no `since`), or what changed since that version: nothing in it reads the
     whole network, but for a warehouse added (its position, once per process), and the
-    `digest` when asked (sums in the database, a few seconds for a nation)."""
+    `digest` when asked (sums in the database, under a second for a nation)."""
     before = Version.parse(since) if since else None
     mark, at = _mark(session)  # first: whatever is written after this is sent next time
     if before is not None and _behind(mark, before):

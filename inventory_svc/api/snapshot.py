@@ -47,7 +47,7 @@ class Together:
     """Whole reads asked while the same one is being made wait for it and answer what it
     answers (a version like any other; the reader's next `since` brings what came after):
     allocation workers warming at once would otherwise each cost the inventory a nation's
-    snapshot at the same moment (1.3 GiB and seconds each)."""
+    snapshot at the same moment (1.3-1.5 GiB and seconds each)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
