@@ -48,3 +48,37 @@ def issue(app, role: str, *warehouses: str, name: str | None = None) -> str:
     with app.extensions["gateway"].db.unit_of_work() as session:
         return tokens.create(session, role, warehouses, name or f"{role}-{uuid.uuid4().hex[:6]}"
                              ).token
+
+
+def assert_overlap_stored_once(db, source: str, start: int) -> None:
+    """A batch of events `start`..`start+5`, then one that overlaps it: the overlap is not
+    stored again, the new events get log ids in their outbox order, and each new event (only
+    those) is filed under what it is about."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from gateway.events import ingest
+    from gateway.models import Event, EventEntity
+
+    now = datetime.now(UTC)
+
+    def batch(first: int, last: int) -> list[dict]:  # sent out of order, as a relay may not
+        return [{"id": i, "type": "stock.changed", "at": now,
+                 "data": {"warehouse": f"W{i}", "item": "TENT"}}
+                for i in range(last, first - 1, -1)]
+
+    with db.unit_of_work() as session:
+        assert ingest(session, source, batch(start, start + 5))["stored"] == 6
+    with db.unit_of_work() as session:
+        answer = ingest(session, source, batch(start + 3, start + 9))
+    assert answer == {"received": 7, "stored": 4, "last": start + 9}
+    with db.reading() as session:
+        rows = session.execute(select(Event.id, Event.source_id).where(
+            Event.source == source, Event.source_id >= start).order_by(Event.id)).all()
+        assert [source_id for _, source_id in rows] == list(range(start, start + 10))
+        filed = session.execute(select(EventEntity.entity, EventEntity.event_id).where(
+            EventEntity.event_id.in_([event_id for event_id, _ in rows]))).all()
+    by_source = dict((event_id, source_id) for event_id, source_id in rows)
+    assert sorted((by_source[event_id], entity) for entity, event_id in filed) == sorted(
+        (i, name) for i in range(start, start + 10) for name in (f"warehouse:W{i}", "item:TENT"))

@@ -14,7 +14,7 @@ import pytest
 import redis as redis_lib
 from factories import build_tree
 from flask import Flask, request
-from gateway_helpers import Live, closed_port_url, issue
+from gateway_helpers import Live, assert_overlap_stored_once, closed_port_url, issue
 from ports import free_block
 from sqlalchemy import MetaData, func, select
 
@@ -91,6 +91,10 @@ def test_relay_publishes_in_order_to_the_log_once(admin, inventory_db, relay_for
     assert [e["id"] for e in first["items"] + rest["items"]] == [e["id"] for e in again]
     only = admin.get("/api/v1/events?type=transfer.created").get_json()["items"]
     assert only == []
+
+
+def test_an_overlapping_batch_is_stored_once_in_order(gateway_db):
+    assert_overlap_stored_once(gateway_db, "inventory", 1)
 
 
 def test_ingest_takes_only_a_service_signature(gateway_app, suite_secret):

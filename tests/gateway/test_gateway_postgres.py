@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from gateway_helpers import assert_overlap_stored_once
 from sqlalchemy import create_engine, select, text
 
 from gateway.events import ingest, list_events
@@ -78,6 +79,7 @@ def test_concurrent_ingests_commit_ids_in_order(gateway_db):
     assert seen == ids  # nothing skipped, nothing twice
     with gateway_db.unit_of_work() as session:  # a batch sent again is stored once
         assert ingest(session, "inventory", batch(1, 10))["stored"] == 0
+    assert_overlap_stored_once(gateway_db, "inventory", 201)
 
 
 def test_two_dispatchers_never_hold_the_same_subscription(gateway_db):
