@@ -1012,7 +1012,8 @@ def summarise(stacks, within: str, phases: list[tuple], units: int, rate: int,
               top: int = 22) -> dict:
     """Milliseconds per unit (a plan, a movement) in each phase, of which waiting (the leaf a
     socket, a lock, psycopg's wait), and the top frames by total time; all among the stacks
-    that hold `within`. A phase is (label, a frame it holds[, a frame it must not hold]).
+    that hold `within`. A phase is (label, a frame it holds[, a frame it must not hold]); a
+    frame may be given as alternatives, `a|b` (code before and after a change).
     Frames in (nearly) every such stack (gunicorn, Flask, the decorators) are left out of the
     top: they say nothing."""
     per = 1000.0 / rate / max(1, units)
@@ -1025,7 +1026,8 @@ def summarise(stacks, within: str, phases: list[tuple], units: int, rate: int,
     rows = []
     for label, marker, *rest in phases:
         unless = rest[0] if rest else None
-        hit = [(frames, n) for frames, n in inside if any(marker in f for f in frames)
+        hit = [(frames, n) for frames, n in inside
+               if any(m in f for m in marker.split("|") for f in frames)
                and not (unless and any(unless in f for f in frames))]
         rows.append((label, sum(n for _, n in hit) * per,
                      sum(n for frames, n in hit if waits(frames)) * per))
@@ -1107,7 +1109,7 @@ GATEWAY_PHASES = [
     ("waiting on the upstream call", "urlopen (urllib3/connectionpool.py"),
     ("the gateway's own work", "handle_request (gunicorn", "urlopen (urllib3/connectionpool.py"),
     ("  token check", "authenticate ("),
-    ("  rate limit (flask-limiter, Redis)", "flask_limiter"),
+    ("  rate limit (Redis)", "gateway/ratelimit.py|flask_limiter"),
     ("  logging", "logging/__init__.py"),
     ("  the body read in a thread (intake.take_body)", "take_body (gateway/intake.py"),
     ("relayed events taken in (ingest)", "ingest (gateway/__init__.py"),

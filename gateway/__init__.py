@@ -4,8 +4,6 @@ keeps the event log and the webhooks, and serves the merged OpenAPI document and
 
 from __future__ import annotations
 
-import time
-
 from flask import Flask, g, request
 from flask_smorest import Api
 from marshmallow import ValidationError
@@ -17,7 +15,6 @@ from shared.errors import (
     EmsupplyError,
     Forbidden,
     InvalidInput,
-    TooManyRequests,
     Unauthenticated,
     flatten_messages,
 )
@@ -59,6 +56,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from gateway.models import idempotency
     from gateway.openapi import Document
     from gateway.options import UPSTREAMS, load_options
+    from gateway.ratelimit import RateLimits
     from gateway.schemas import IngestIn
     from gateway.tokens import TokenStore
     from shared import auth
@@ -98,7 +96,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             except Unauthenticated as exc:
                 g.refused = exc  # answered once the rate limit of its address counted it
 
-    _rate_limits(app, settings, options)
+    rate_limits = RateLimits(options, settings.redis_url)
+
+    @app.before_request
+    def limit_rate():  # a refused call is counted (by its address) before it is answered
+        if "token_id" in g:
+            rate_limits.count_token(g.token_id)
+        elif "refused" in g:
+            rate_limits.count_address(request.remote_addr)
 
     @app.before_request
     def refuse():
@@ -138,50 +143,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     app.register_blueprint(console.bp)
     return app
-
-
-def _rate_limits(app: Flask, settings: Settings, options) -> None:
-    """Per token, and per client address for calls without a valid token (no free brute
-    force), in Redis when configured (shared by every worker), else in the process."""
-    from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
-
-    from gateway import metrics
-    from shared.redis import limiter_uri
-
-    def breached(limit):  # flask-limiter swallows what a callback raises: keep, answer below
-        g.rate_limit = (str(limit.limit), max(1, int(limit.reset_at - time.time()) + 1))
-
-    @app.errorhandler(RateLimitExceeded)
-    def too_many(exc):
-        metrics.RATE_LIMITED.inc()
-        limit, wait = g.pop("rate_limit", (exc.description, 60))
-        who = "calls without a valid token from this address" if "refused" in g else \
-            "this token's calls"
-        return app.handle_user_exception(TooManyRequests(
-            f"{who} are limited to {limit}; try again in {wait} s",
-            headers={"Retry-After": str(wait)}))
-
-    storage = limiter_uri(settings.redis_url) if settings.redis_url else "memory://"
-    options_for_storage = ({"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
-                           if settings.redis_url else {})
-    Limiter(
-        key_func=lambda: f"token:{g.get('token_id')}",
-        app=app,
-        application_limits=[
-            ApplicationLimit(options.rate_limit, scope="token",
-                             exempt_when=lambda: g.get("token_id") is None),
-            ApplicationLimit(options.refused_rate_limit, scope="refused",
-                             key_function=lambda: f"address:{request.remote_addr}",
-                             exempt_when=lambda: "refused" not in g)],
-        storage_uri=storage,
-        storage_options=options_for_storage,
-        strategy="fixed-window",
-        headers_enabled=False,
-        swallow_errors=True,
-        in_memory_fallback_enabled=True,
-        key_prefix=options.limiter_prefix,
-        on_breach=breached,
-    )
 
 
 class NotReady(RuntimeError):

@@ -26,7 +26,7 @@ def connect(url: str, timeout_s: float = 1.0) -> redis.Redis:
 
 
 def limiter_uri(url: str) -> str:
-    """The same server as flask-limiter (the `limits` package) spells it."""
+    """The same server as the `limits` package (the gateway's rate limits) spells it."""
     return "redis+unix://" + url.removeprefix("unix://") if url.startswith("unix://") else url
 
 
