@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, ColumnElement, Subquery, case, cast, func, select, update
+from sqlalchemy import BigInteger, ColumnElement, Subquery, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from inventory_svc.models import Reservation, ReservationLine, Stock
 from inventory_svc.vocabulary import EXPIRED, HELD
 from shared.db import Database
-from shared.sql import locks_rows
+from shared.sql import int_rows, locks_rows
 
 
 def live_reserved(now: datetime | None = None) -> tuple[Subquery, ColumnElement[int]]:
@@ -73,12 +73,12 @@ def free(session: Session, quantities: dict[int, int]) -> None:
     wanted = {stock_id: q for stock_id, q in quantities.items() if q}
     if not wanted:
         return
-    ids = sorted(wanted)
+    freed = int_rows(session, "freed", ("stock_id", "quantity"), sorted(wanted.items()))
     if locks_rows(session):
-        session.execute(select(Stock.id).where(Stock.id.in_(ids)).order_by(Stock.id)
-                        .with_for_update())
-    session.execute(update(Stock).where(Stock.id.in_(ids))
-                    .values(reserved=Stock.reserved - case(wanted, value=Stock.id))
+        session.execute(select(Stock.id).join(freed, Stock.id == freed.c.stock_id)
+                        .order_by(Stock.id).with_for_update(of=Stock))
+    session.execute(update(Stock).where(Stock.id == freed.c.stock_id)
+                    .values(reserved=Stock.reserved - freed.c.quantity)
                     .execution_options(synchronize_session=False))
 
 

@@ -48,7 +48,7 @@ from shared import events
 from shared.auth import Identity
 from shared.errors import Conflict, EmsupplyError, Forbidden, InvalidInput
 from shared.i18n import _
-from shared.sql import insert_for, locks_rows
+from shared.sql import insert_for, int_rows, locks_rows
 
 # The one sign rule of a movement's quantity. Shown as the field's description in the API.
 QUANTITY_RULE = (
@@ -135,12 +135,14 @@ def lock_balances_by_code(session: Session, pairs: Iterable[tuple[str, str]],
         if unknown:
             detail = f"no {name} {', '.join(map(repr, unknown[:10]))}"
             raise InvalidInput(detail, errors={f"{field}.{name}": [detail]})
+    named = int_rows(session, "named", ("warehouse_id", "item_id"),
+                     sorted({(warehouses[c], items[s]) for c, s in pairs}))
     query = (select(Stock.id, Stock.warehouse_id, Stock.item_id)
-             .where(tuple_(Stock.warehouse_id, Stock.item_id)
-                    .in_(sorted((warehouses[c], items[s]) for c, s in pairs)))
+             .join(named, (Stock.warehouse_id == named.c.warehouse_id)
+                   & (Stock.item_id == named.c.item_id))
              .order_by(Stock.id))
     if locks_rows(session):
-        query = query.with_for_update()
+        query = query.with_for_update(of=Stock)
     found = {(w, i): stock_id for stock_id, w, i in session.execute(query)}
     return {(c, s): found[warehouses[c], items[s]] for c, s in pairs
             if (warehouses[c], items[s]) in found}

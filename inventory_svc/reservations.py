@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from inventory_svc import ledger, shelf
@@ -18,6 +18,7 @@ from inventory_svc.vocabulary import COMMITTED, EXPIRED, HELD, ISSUE, RELEASED
 from shared.auth import Identity
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.i18n import _
+from shared.sql import int_rows
 
 MAX_ID = 2**63 - 1
 RESERVATIONS, LINES = Reservation.__table__, ReservationLine.__table__
@@ -68,13 +69,13 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
     day = shelf.today()
     held: set[int] = set()
     if rows:
-        asked = case({stock_id: quantity for stock_id, _c, _s, quantity in rows},
-                     value=Stock.id)
+        asked = int_rows(session, "asked", ("stock_id", "quantity"),
+                         [(stock_id, quantity) for stock_id, _c, _s, quantity in rows])
         held = set(session.scalars(
-            update(Stock).where(Stock.id.in_([row[0] for row in rows]),
+            update(Stock).where(Stock.id == asked.c.stock_id,
                                 Stock.on_hand - Stock.reserved - shelf.expired_in_balance(day)
-                                >= asked)
-            .values(reserved=Stock.reserved + asked).returning(Stock.id)
+                                >= asked.c.quantity)
+            .values(reserved=Stock.reserved + asked.c.quantity).returning(Stock.id)
             .execution_options(synchronize_session=False)))
     shortfalls = []
     for (code, sku), quantity in sorted(wanted.items()):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Table
+import json
+from collections.abc import Sequence
+
+from sqlalchemy import BigInteger, FromClause, Table, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -16,3 +19,21 @@ def insert_for(session: Session, table: Table):
 def locks_rows(session: Session) -> bool:
     """SQLite serialises writers with BEGIN IMMEDIATE; PostgreSQL needs FOR UPDATE."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+def int_rows(session: Session, name: str, columns: Sequence[str],
+             rows: Sequence[Sequence[int]]) -> FromClause:
+    """Rows of integers as a table to join in one statement (a hold's (stock id, quantity)
+    pairs, say), sent as one parameter per column: the statement's text is the same whatever
+    the number of rows. With a bind per value (IN lists, CASE), psycopg parsed each new text
+    anew and SQLAlchemy built a parameter per value, a tenth of a 62-line hold's CPU. On
+    PostgreSQL the columns are arrays, unnested; on SQLite one JSON array, read by json_each."""
+    if session.get_bind().dialect.name == "postgresql":
+        values = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+        return func.unnest(*(literal(list(column), postgresql.ARRAY(BigInteger))
+                             for column in values)).table_valued(*columns).render_derived(
+            name=name)
+    each = func.json_each(literal(json.dumps([list(row) for row in rows]))).table_valued(
+        "value").alias(f"{name}_json")
+    return select(*(func.json_extract(each.c.value, f"$[{index}]").label(column)
+                    for index, column in enumerate(columns))).subquery(name)
