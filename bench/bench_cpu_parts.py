@@ -13,10 +13,13 @@ times, the checkouts alternating:
   wall per event;
 - `hold`: the inventory's app called as WSGI, holding 62 lines (as the small plan does) and
   releasing them, on a copy of the seeded Qiandongnan inventory (bench_speed.py's template
-  `emsupply_speed_seeded_*_inventory`; run that bench once first): CPU and wall per pair.
+  `emsupply_speed_seeded_*_inventory`; run that bench once first): CPU and wall per pair;
+- `since`: on such a copy, the snapshot read `since` the last one after 62 balances changed
+  (what every plan reads first): CPU and wall per change and read (the UPDATE is the same
+  on every checkout).
 
     .venv/bin/python bench/bench_cpu_parts.py --code /tmp/base --code . [--rounds 2]
-        [--parts gateway,ingest,hold] [--redis redis://127.0.0.1:6379/13]
+        [--parts gateway,ingest,hold,since] [--redis redis://127.0.0.1:6379/13]
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("gateway", "ingest", "hold")
+PARTS = ("gateway", "ingest", "hold", "since")
 PG = "postgresql://postgres@127.0.0.1:5432"
 
 PRELUDE = """
@@ -204,7 +207,46 @@ finally:
     drop(name)
 """
 
-SCRIPTS = {"gateway": GATEWAY, "ingest": INGEST, "hold": HOLD}
+SINCE = PRELUDE + """
+from urllib.parse import urlencode
+from werkzeug.test import EnvironBuilder
+from shared import auth
+from shared.config import load_settings
+from shared.db import Database
+from inventory_svc import create_app
+name, url = database(sys.argv[3])
+try:
+    db = Database(url)
+    secret = "s" * 32
+    app = create_app(load_settings("inventory", {"EMSUPPLY_SECRET": secret,
+                                                 "EMSUPPLY_INVENTORY_DB": url},
+                                   data_dir="/tmp"), db)
+    logging.disable(logging.INFO)
+    caller = auth.Identity("allocation", "service")
+    def read(path):
+        headers = auth.sign(secret, caller, "GET", path, b"")
+        status, body = wsgi(app, EnvironBuilder(path=path, method="GET",
+                                                headers=headers).get_environ())
+        assert status.startswith("200"), body[:300]
+        return json.loads(body)
+    version = [read("/api/v1/stock/snapshot")["version"]]
+    with db.reading() as session:
+        ids = list(session.scalars(text("SELECT id FROM stock ORDER BY id LIMIT 62")))
+    def change_then_read():
+        with db.unit_of_work() as session:  # timed too: the same UPDATE on every checkout
+            session.execute(text("UPDATE stock SET min = min + 1 WHERE id = ANY(:ids)"),
+                            {"ids": ids})
+        answer = read("/api/v1/stock/snapshot?" + urlencode({"since": version[0]}))
+        assert len(answer["stock"]["on_hand"]) == len(ids), answer["full"]
+        version[0] = answer["version"]
+    found = timed(change_then_read, max(1, int(sys.argv[2]) // 10))
+    db.dispose()
+    print(json.dumps({"62 balances changed, then read since": found}))
+finally:
+    drop(name)
+"""
+
+SCRIPTS = {"gateway": GATEWAY, "ingest": INGEST, "hold": HOLD, "since": SINCE}
 
 
 def template(pg: str) -> str | None:
@@ -216,7 +258,8 @@ def template(pg: str) -> str | None:
 
 
 def run(code: Path, part: str, args, seeded: str | None) -> dict:
-    extra = {"gateway": [args.redis, STUB], "ingest": [], "hold": [seeded or ""]}[part]
+    extra = {"gateway": [args.redis, STUB], "ingest": [],
+             "hold": [seeded or ""], "since": [seeded or ""]}[part]
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPTS[part]), args.pg,
                            str(args.calls), *extra], cwd=code, capture_output=True, text=True,
                           check=False, env={**os.environ, "PYTHONPATH": str(code)})
@@ -243,10 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     codes = [code.resolve() for code in (args.code or [ROOT])]
     parts = [part for part in args.parts.split(",") if part]
-    seeded = template(args.pg) if "hold" in parts else None
-    if "hold" in parts and seeded is None:
-        print("hold: no seeded template; run bench/bench_speed.py once first", file=sys.stderr)
-        parts.remove("hold")
+    seeded = template(args.pg)
+    for part in ("hold", "since"):
+        if part in parts and seeded is None:
+            print(f"{part}: no seeded template; run bench/bench_speed.py once first",
+                  file=sys.stderr)
+            parts.remove(part)
     print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
     for code in codes:
         print(f"code: {code} at {commit(code)}")

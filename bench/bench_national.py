@@ -607,7 +607,8 @@ def snapshot_here(suite: Suite) -> dict:
     try:
         with db.reading() as session:
             started = time.perf_counter()
-            out["balances"] = len(session.execute(snapshot._balances(None)).all())
+            out["balances"] = len(session.execute(snapshot._balances(False), snapshot
+                                                  .balances_bound(datetime.now(UTC), None)).all())
             out["balances_query_s"] = time.perf_counter() - started
             started = time.perf_counter()
             out["warehouses"] = len(snapshot._warehouses(session)["id"])

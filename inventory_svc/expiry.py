@@ -19,12 +19,14 @@ from shared.db import Database
 from shared.sql import int_rows, locks_rows
 
 
-def live_reserved(now: datetime | None = None) -> tuple[Subquery, ColumnElement[int]]:
+def live_reserved(now: datetime | ColumnElement | None = None
+                  ) -> tuple[Subquery, ColumnElement[int]]:
     """What a read answers as reserved: `Stock.reserved` less what holds past their time still
     hold in it. Answers the expression and the subquery (stock_id, quantity) it reads, to be
     outer-joined on `stock_id == Stock.id` in the read's own query; the subquery is found by the
     (status, expires_at) index and is empty when the worker keeps up."""
-    now = now or datetime.now(UTC)
+    if now is None:  # (not `or`: a bound parameter has no truth value)
+        now = datetime.now(UTC)
     overdue = (select(ReservationLine.stock_id,  # a bigint sum is numeric on PostgreSQL
                       cast(func.sum(ReservationLine.quantity), BigInteger).label("quantity"))
                .join(Reservation, Reservation.id == ReservationLine.reservation_id)

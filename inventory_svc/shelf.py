@@ -36,13 +36,14 @@ def expired_in_balance(day) -> ColumnElement[int]:
             .where(Lot.stock_id == Stock.id, Lot.expires_on < day).scalar_subquery())
 
 
-def expired_stock(day: date | None = None) -> tuple[Subquery, ColumnElement[int]]:
+def expired_stock(day: date | ColumnElement | None = None
+                  ) -> tuple[Subquery, ColumnElement[int]]:
     """The expired stock per balance, (stock_id, quantity), and the expression of it for
     reads that outer-join it on `stock_id == Stock.id`, as `expiry.live_reserved` is. Found
     by the lots' expiry index, so it costs little while few lots are expired."""
     expired = (select(Lot.stock_id,  # a bigint sum is numeric on PostgreSQL
                       cast(func.sum(Lot.on_hand), BigInteger).label("quantity"))
-               .where(Lot.expires_on < (day or today()), Lot.on_hand > 0)
+               .where(Lot.expires_on < (today() if day is None else day), Lot.on_hand > 0)
                .group_by(Lot.stock_id).subquery("expired"))
     return expired, func.coalesce(expired.c.quantity, 0)
 
