@@ -16,10 +16,12 @@ times, the checkouts alternating:
   `emsupply_speed_seeded_*_inventory`; run that bench once first): CPU and wall per pair;
 - `since`: on such a copy, the snapshot read `since` the last one after 62 balances changed
   (what every plan reads first): CPU and wall per change and read (the UPDATE is the same
-  on every checkout).
+  on every checkout);
+- `read`: on such a copy, a keeper's look at one balance (GET /stock?warehouse=QDN&item=TENT,
+  as bench_speed.py's `hop` reads it): CPU and wall per read.
 
     .venv/bin/python bench/bench_cpu_parts.py --code /tmp/base --code . [--rounds 2]
-        [--parts gateway,ingest,hold,since] [--redis redis://127.0.0.1:6379/13]
+        [--parts gateway,ingest,hold,since,read] [--redis redis://127.0.0.1:6379/13]
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("gateway", "ingest", "hold", "since")
+PARTS = ("gateway", "ingest", "hold", "since", "read")
 PG = "postgresql://postgres@127.0.0.1:5432"
 
 PRELUDE = """
@@ -246,7 +248,35 @@ finally:
     drop(name)
 """
 
-SCRIPTS = {"gateway": GATEWAY, "ingest": INGEST, "hold": HOLD, "since": SINCE}
+READ = PRELUDE + """
+from werkzeug.test import EnvironBuilder
+from shared import auth
+from shared.config import load_settings
+from shared.db import Database
+from inventory_svc import create_app
+name, url = database(sys.argv[3])
+try:
+    db = Database(url)
+    secret = "s" * 32
+    app = create_app(load_settings("inventory", {"EMSUPPLY_SECRET": secret,
+                                                 "EMSUPPLY_INVENTORY_DB": url},
+                                   data_dir="/tmp"), db)
+    logging.disable(logging.INFO)
+    keeper = auth.Identity("keeper-1", "keeper", ("QDN",))
+    path = "/api/v1/stock?warehouse=QDN&item=TENT"
+    def read():
+        headers = auth.sign(secret, keeper, "GET", path, b"")
+        status, body = wsgi(app, EnvironBuilder(path=path, method="GET",
+                                                headers=headers).get_environ())
+        assert status.startswith("200") and json.loads(body)["items"], body[:300]
+    found = timed(read, int(sys.argv[2]) // 2)
+    db.dispose()
+    print(json.dumps({"one balance read": found}))
+finally:
+    drop(name)
+"""
+
+SCRIPTS = {"gateway": GATEWAY, "ingest": INGEST, "hold": HOLD, "since": SINCE, "read": READ}
 
 
 def template(pg: str) -> str | None:
@@ -259,7 +289,7 @@ def template(pg: str) -> str | None:
 
 def run(code: Path, part: str, args, seeded: str | None) -> dict:
     extra = {"gateway": [args.redis, STUB], "ingest": [],
-             "hold": [seeded or ""], "since": [seeded or ""]}[part]
+             "hold": [seeded or ""], "since": [seeded or ""], "read": [seeded or ""]}[part]
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPTS[part]), args.pg,
                            str(args.calls), *extra], cwd=code, capture_output=True, text=True,
                           check=False, env={**os.environ, "PYTHONPATH": str(code)})
@@ -287,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     codes = [code.resolve() for code in (args.code or [ROOT])]
     parts = [part for part in args.parts.split(",") if part]
     seeded = template(args.pg)
-    for part in ("hold", "since"):
+    for part in ("hold", "since", "read"):
         if part in parts and seeded is None:
             print(f"{part}: no seeded template; run bench/bench_speed.py once first",
                   file=sys.stderr)

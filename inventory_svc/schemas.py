@@ -147,6 +147,13 @@ class BalanceFields(Schema):
     target = fields.Integer()
 
 
+class BalanceOut(BalanceFields):
+    """A balance as a read lists it: the read brings the codes themselves."""
+
+    warehouse = fields.String()
+    item = fields.String()
+
+
 class PostedOut(BalanceFields):
     kind = fields.String()
     quantity = fields.Integer()
@@ -366,6 +373,6 @@ class ReservationOut(Schema):
 WarehousePage = page_schema(WarehouseOut)
 ItemPage = page_schema(ItemOut)
 LedgerPage = page_schema(LedgerLineOut)
-StockPage = page_schema(BalanceFields)
+StockPage = page_schema(BalanceOut)
 LotPage = page_schema(LotOut)
 TransferPage = page_schema(TransferOut)

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    case,
+    func,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from inventory_svc import catalog, ledger, shelf
@@ -24,8 +37,8 @@ class Balance:
     and stock past its date, still on hand until written off, is not `available`."""
 
     id: int
-    warehouse: Warehouse
-    item: Item
+    warehouse: str
+    item: str
     on_hand: int
     reserved: int
     min: int
@@ -39,22 +52,57 @@ class Balance:
 
 def list_stock(session: Session, warehouse: str | None, item: str | None, subtree: bool,
                below_min: bool, limit: int, after: int) -> list[Balance]:
-    overdue, reserved = live_reserved()
-    past, expired = shelf.expired_stock()
-    query = (select(Stock, reserved, expired).join(Stock.warehouse)
+    bound: dict[str, Any] = {"now": datetime.now(UTC), "after": after, "limit": limit}
+    bound["today"] = shelf.today(bound["now"])
+    if warehouse and item:  # one light query for both (a keeper's look at one balance)
+        root, found = catalog.get_warehouse_and_item(session, warehouse, item)
+        bound["item_id"] = found.id
+    elif warehouse:
+        root = catalog.get_warehouse(session, warehouse, "warehouse")
+    elif item:
+        bound["item_id"] = catalog.get_item(session, item, "item").id
+    if warehouse and subtree:
+        bound["prefix"] = _like_escaped(root.path) + "%"
+    elif warehouse:
+        bound["warehouse_id"] = root.id
+    query = _balances("subtree" if warehouse and subtree else "one" if warehouse else None,
+                      bool(item), below_min)
+    return [Balance(*row) for row in session.execute(query, bound)]
+
+
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+_TODAY = bindparam("today", type_=Date)
+
+
+@functools.cache
+def _balances(warehouses: str | None, one_item: bool, below_min: bool) -> Select:
+    """The balances' read for each shape of question (`warehouses`: None, "one" or "subtree"),
+    built once and bound on each call: building it anew (two subqueries, the ORM's joins) was
+    half the CPU of a read of one balance."""
+    overdue, reserved = live_reserved(_NOW)
+    past, expired = shelf.expired_stock(_TODAY)
+    query = (select(Stock.id, Warehouse.code, Item.sku, Stock.on_hand, reserved, Stock.min,
+                    Stock.target, expired)
+             .join(Warehouse, Warehouse.id == Stock.warehouse_id)
+             .join(Item, Item.id == Stock.item_id)
              .outerjoin(overdue, overdue.c.stock_id == Stock.id)
              .outerjoin(past, past.c.stock_id == Stock.id)
-             .where(Stock.id > after).order_by(Stock.id).limit(limit))
-    if warehouse:
-        root = catalog.get_warehouse(session, warehouse, "warehouse")
-        query = query.where(Warehouse.path.startswith(root.path, autoescape=True) if subtree
-                            else Stock.warehouse_id == root.id)
-    if item:
-        query = query.where(Stock.item_id == catalog.get_item(session, item, "item").id)
+             .where(Stock.id > bindparam("after", type_=BigInteger)).order_by(Stock.id)
+             .limit(bindparam("limit", type_=Integer)))
+    if warehouses == "subtree":
+        query = query.where(Warehouse.path.like(bindparam("prefix", type_=String), escape="\\"))
+    elif warehouses == "one":
+        query = query.where(Stock.warehouse_id == bindparam("warehouse_id", type_=BigInteger))
+    if one_item:
+        query = query.where(Stock.item_id == bindparam("item_id", type_=BigInteger))
     if below_min:
         query = query.where(Stock.on_hand < Stock.min)
-    return [Balance(stock.id, stock.warehouse, stock.item, stock.on_hand, live, stock.min,
-                    stock.target, gone) for stock, live, gone in session.execute(query)]
+    return query
+
+
+def _like_escaped(text: str) -> str:
+    """`text` matched as itself at the start of a LIKE pattern (codes may hold `_`)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def summary(session: Session, item: str | None, by: str) -> list[dict[str, Any]]:
