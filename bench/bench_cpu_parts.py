@@ -168,112 +168,75 @@ finally:
     drop(name)
 """
 
-HOLD = PRELUDE + """
+INVENTORY = PRELUDE + """
+import atexit
 from werkzeug.test import EnvironBuilder
 from shared import auth
 from shared.config import load_settings
 from shared.db import Database
 from inventory_svc import create_app
-name, url = database(sys.argv[3])
-try:
-    db = Database(url)
-    secret = "s" * 32
-    app = create_app(load_settings("inventory", {"EMSUPPLY_SECRET": secret,
-                                                 "EMSUPPLY_INVENTORY_DB": url},
-                                   data_dir="/tmp"), db)
-    logging.disable(logging.INFO)
-    caller = auth.Identity("allocation", "service")
-    def call(method, path, data=b""):
-        headers = auth.sign(secret, caller, method, path, data)
-        if data:
-            headers["Content-Type"] = "application/json"
-        return wsgi(app, EnvironBuilder(path=path, method=method, data=data,
-                                        headers=headers).get_environ())
-    with db.reading() as session:
-        pairs = session.execute(text(
-            "SELECT w.code, i.sku FROM stock s JOIN warehouses w ON w.id = s.warehouse_id "
-            "JOIN items i ON i.id = s.item_id WHERE s.on_hand - s.reserved >= 100 "
-            "ORDER BY s.id LIMIT 62")).all()
-    body = json.dumps({"reference": "bench", "lines": [
-        {"warehouse": code, "item": sku, "quantity": 1} for code, sku in pairs]}).encode()
-    def hold_and_release():
-        status, answer = call("POST", "/api/v1/reservations", body)
-        assert status.startswith("201"), answer[:300]
-        hold = json.loads(answer)["id"]
-        status, answer = call("POST", f"/api/v1/reservations/{hold}/release")
-        assert status.startswith("200"), answer[:300]
-    found = timed(hold_and_release, max(1, int(sys.argv[2]) // 20))
-    db.dispose()
-    print(json.dumps({f"hold and release of {len(pairs)} lines": found}))
-finally:
-    drop(name)
+name, url = database(sys.argv[3])  # a copy of the seeded inventory, dropped at exit
+atexit.register(drop, name)
+db = Database(url)
+atexit.register(db.dispose)
+SECRET = "s" * 32
+app = create_app(load_settings("inventory", {"EMSUPPLY_SECRET": SECRET,
+                                             "EMSUPPLY_INVENTORY_DB": url}, data_dir="/tmp"), db)
+logging.disable(logging.INFO)
+SERVICE = auth.Identity("allocation", "service")
+def call(method, path, data=b"", caller=SERVICE):
+    headers = auth.sign(SECRET, caller, method, path, data)
+    if data:
+        headers["Content-Type"] = "application/json"
+    return wsgi(app, EnvironBuilder(path=path, method=method, data=data,
+                                    headers=headers).get_environ())
 """
 
-SINCE = PRELUDE + """
+HOLD = INVENTORY + """
+with db.reading() as session:
+    pairs = session.execute(text(
+        "SELECT w.code, i.sku FROM stock s JOIN warehouses w ON w.id = s.warehouse_id "
+        "JOIN items i ON i.id = s.item_id WHERE s.on_hand - s.reserved >= 100 "
+        "ORDER BY s.id LIMIT 62")).all()
+body = json.dumps({"reference": "bench", "lines": [
+    {"warehouse": code, "item": sku, "quantity": 1} for code, sku in pairs]}).encode()
+def hold_and_release():
+    status, answer = call("POST", "/api/v1/reservations", body)
+    assert status.startswith("201"), answer[:300]
+    hold = json.loads(answer)["id"]
+    status, answer = call("POST", f"/api/v1/reservations/{hold}/release")
+    assert status.startswith("200"), answer[:300]
+found = timed(hold_and_release, max(1, int(sys.argv[2]) // 20))
+print(json.dumps({f"hold and release of {len(pairs)} lines": found}))
+"""
+
+SINCE = INVENTORY + """
 from urllib.parse import urlencode
-from werkzeug.test import EnvironBuilder
-from shared import auth
-from shared.config import load_settings
-from shared.db import Database
-from inventory_svc import create_app
-name, url = database(sys.argv[3])
-try:
-    db = Database(url)
-    secret = "s" * 32
-    app = create_app(load_settings("inventory", {"EMSUPPLY_SECRET": secret,
-                                                 "EMSUPPLY_INVENTORY_DB": url},
-                                   data_dir="/tmp"), db)
-    logging.disable(logging.INFO)
-    caller = auth.Identity("allocation", "service")
-    def read(path):
-        headers = auth.sign(secret, caller, "GET", path, b"")
-        status, body = wsgi(app, EnvironBuilder(path=path, method="GET",
-                                                headers=headers).get_environ())
-        assert status.startswith("200"), body[:300]
-        return json.loads(body)
-    version = [read("/api/v1/stock/snapshot")["version"]]
-    with db.reading() as session:
-        ids = list(session.scalars(text("SELECT id FROM stock ORDER BY id LIMIT 62")))
-    def change_then_read():
-        with db.unit_of_work() as session:  # timed too: the same UPDATE on every checkout
-            session.execute(text("UPDATE stock SET min = min + 1 WHERE id = ANY(:ids)"),
-                            {"ids": ids})
-        answer = read("/api/v1/stock/snapshot?" + urlencode({"since": version[0]}))
-        assert len(answer["stock"]["on_hand"]) == len(ids), answer["full"]
-        version[0] = answer["version"]
-    found = timed(change_then_read, max(1, int(sys.argv[2]) // 10))
-    db.dispose()
-    print(json.dumps({"62 balances changed, then read since": found}))
-finally:
-    drop(name)
+def read(path):
+    status, body = call("GET", path)
+    assert status.startswith("200"), body[:300]
+    return json.loads(body)
+version = [read("/api/v1/stock/snapshot")["version"]]
+with db.reading() as session:
+    ids = list(session.scalars(text("SELECT id FROM stock ORDER BY id LIMIT 62")))
+def change_then_read():
+    with db.unit_of_work() as session:  # timed too: the same UPDATE on every checkout
+        session.execute(text("UPDATE stock SET min = min + 1 WHERE id = ANY(:ids)"),
+                        {"ids": ids})
+    answer = read("/api/v1/stock/snapshot?" + urlencode({"since": version[0]}))
+    assert len(answer["stock"]["on_hand"]) == len(ids), answer["full"]
+    version[0] = answer["version"]
+found = timed(change_then_read, max(1, int(sys.argv[2]) // 10))
+print(json.dumps({"62 balances changed, then read since": found}))
 """
 
-READ = PRELUDE + """
-from werkzeug.test import EnvironBuilder
-from shared import auth
-from shared.config import load_settings
-from shared.db import Database
-from inventory_svc import create_app
-name, url = database(sys.argv[3])
-try:
-    db = Database(url)
-    secret = "s" * 32
-    app = create_app(load_settings("inventory", {"EMSUPPLY_SECRET": secret,
-                                                 "EMSUPPLY_INVENTORY_DB": url},
-                                   data_dir="/tmp"), db)
-    logging.disable(logging.INFO)
-    keeper = auth.Identity("keeper-1", "keeper", ("QDN",))
-    path = "/api/v1/stock?warehouse=QDN&item=TENT"
-    def read():
-        headers = auth.sign(secret, keeper, "GET", path, b"")
-        status, body = wsgi(app, EnvironBuilder(path=path, method="GET",
-                                                headers=headers).get_environ())
-        assert status.startswith("200") and json.loads(body)["items"], body[:300]
-    found = timed(read, int(sys.argv[2]) // 2)
-    db.dispose()
-    print(json.dumps({"one balance read": found}))
-finally:
-    drop(name)
+READ = INVENTORY + """
+keeper = auth.Identity("keeper-1", "keeper", ("QDN",))
+def read():
+    status, body = call("GET", "/api/v1/stock?warehouse=QDN&item=TENT", caller=keeper)
+    assert status.startswith("200") and json.loads(body)["items"], body[:300]
+found = timed(read, int(sys.argv[2]) // 2)
+print(json.dumps({"one balance read": found}))
 """
 
 SCRIPTS = {"gateway": GATEWAY, "ingest": INGEST, "hold": HOLD, "since": SINCE, "read": READ}
