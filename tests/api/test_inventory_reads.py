@@ -113,6 +113,7 @@ def test_a_write_to_an_overdue_hold_settles_it_first(inv, inventory_db):
     overdue(inventory_db, dead["id"])
     answer = inv.post(f"/api/v1/reservations/{dead['id']}/release")
     assert answer.status_code == 200 and answer.get_json()["status"] == "expired"
+    assert answer.get_json() == inv.get(f"/api/v1/reservations/{dead['id']}").get_json()
     assert stored(inventory_db)["reserved"] == {"KL/TENT": 0}
     assert expire_holds(inventory_db) == 0
 

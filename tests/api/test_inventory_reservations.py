@@ -71,6 +71,7 @@ def test_hold_commit_release(inv):
     assert planner.post(f"/api/v1/reservations/{second['id']}/commit").status_code == 409
     shown = inv.as_("viewer").get(f"/api/v1/reservations/{second['id']}")
     assert shown.status_code == 200 and shown.get_json()["status"] == "released"
+    assert released.get_json() == again.get_json() == shown.get_json()  # answered as read back
 
 
 def test_a_shortfall_lists_every_short_line_and_holds_nothing(inv):
