@@ -10,13 +10,26 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, ColumnElement, Subquery, cast, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Subquery,
+    bindparam,
+    cast,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from inventory_svc.models import Reservation, ReservationLine, Stock
 from inventory_svc.vocabulary import EXPIRED, HELD
 from shared.db import Database
 from shared.sql import int_rows, locks_rows
+
+# The time of a read in statements built once and bound on each call.
+NOW = bindparam("now", type_=DateTime(timezone=True))
 
 
 def live_reserved(now: datetime | ColumnElement | None = None

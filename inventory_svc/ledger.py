@@ -150,7 +150,6 @@ def lock_balances_by_code(session: Session, pairs: Iterable[tuple[str, str]],
 
 # The statements of the hot path, built once and bound on each call.
 _W, _I, _Q = bindparam("w"), bindparam("i"), bindparam("q")
-_TODAY = bindparam("today", type_=Date)
 _TAKE = {  # what the stock leaves from -> the guarded update that takes it out
     # An adjustment: any stock no hold needs, expired lots too (it corrects the count).
     "unheld": update(STOCK).where(STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I,
@@ -159,7 +158,7 @@ _TAKE = {  # what the stock leaves from -> the guarded update that takes it out
     # An issue or a transfer: stock neither held nor past its date.
     "usable": update(STOCK).where(
         STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I,
-        STOCK.c.on_hand - STOCK.c.reserved - shelf.expired_in_balance(_TODAY) >= _Q)
+        STOCK.c.on_hand - STOCK.c.reserved - shelf.expired_in_balance(shelf.TODAY) >= _Q)
     .values(on_hand=STOCK.c.on_hand - _Q).returning(*BALANCE),
     # A hold committed: what it holds (its lots are checked for their date below).
     "held": update(STOCK).where(STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I,
@@ -169,7 +168,7 @@ _TAKE = {  # what the stock leaves from -> the guarded update that takes it out
 _BALANCE_NOW = select(*BALANCE).where(STOCK.c.warehouse_id == _W, STOCK.c.item_id == _I)
 _EXPIRED_NOW = (select(LOTS.c.id, LOTS.c.lot, LOTS.c.expires_on, LOTS.c.on_hand)
                 .where(LOTS.c.stock_id == bindparam("stock"), LOTS.c.on_hand > 0,
-                       LOTS.c.expires_on < _TODAY)
+                       LOTS.c.expires_on < shelf.TODAY)
                 .order_by(LOTS.c.expires_on, LOTS.c.id))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Subquery, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, Date, Subquery, bindparam, cast, func, select
 from sqlalchemy.orm import Session
 
 from inventory_svc import catalog
@@ -22,6 +22,10 @@ from inventory_svc.permissions import require_sight, scope_filter
 from shared.auth import Identity
 
 PREFECTURE_TIME = timezone(timedelta(hours=8), "Asia/Shanghai")
+
+
+# The prefecture's date in statements built once and bound on each call (`today(at)`).
+TODAY = bindparam("today", type_=Date)
 
 
 def today(now: datetime | None = None) -> date:

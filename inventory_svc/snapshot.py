@@ -36,8 +36,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from inventory_svc import shelf
-from inventory_svc.expiry import live_reserved
+from inventory_svc import shelf, stock
+from inventory_svc.expiry import NOW, live_reserved
 from inventory_svc.models import (
     Item,
     Lot,
@@ -294,10 +294,10 @@ STOCK_COLUMNS = ("warehouse", "item", "on_hand", "available", "expired", "in_tra
 @functools.cache
 def _balances(some_items: bool, changed: bool = False) -> Select:
     """The balances' read, built once (all items or `:items`; all balances or the `:changed`
-    ids) and bound by `balances_bound` on each call: building it anew, three subqueries, was a
-    fifth of a `since` read's CPU."""
-    overdue, reserved = live_reserved(_NOW)
-    past, expired = shelf.expired_stock(_TODAY)
+    ids) and bound by `balances_bound` on each call: built anew (three subqueries), with the
+    changed ids, a `since` read of 62 balances cost 5.2 ms of CPU, 2.6 this way."""
+    overdue, reserved = live_reserved(NOW)
+    past, expired = shelf.expired_stock(shelf.TODAY)
     coming = (select(Transfer.destination_id, TransferLine.item_id,
                      cast(func.sum(TransferLine.quantity), BigInteger).label("quantity"))
               .join(Transfer, Transfer.id == TransferLine.transfer_id)
@@ -322,14 +322,10 @@ def _balances(some_items: bool, changed: bool = False) -> Select:
     return query
 
 
-_NOW = bindparam("now", type_=DateTime(timezone=True))
-_TODAY = bindparam("today", type_=Date)
-
-
 def balances_bound(at: datetime, items: list[str] | None) -> dict[str, Any]:
     """What `_balances` is read with: the clock of the read (holds past their time, lots past
     their date), and the items when some are asked."""
-    return {"now": at, "today": shelf.today(at), **({"items": list(items)} if items else {})}
+    return {**stock.as_of(at), **({"items": list(items)} if items else {})}
 
 
 def _changed_since(session: Session, before: Version, now: datetime) -> list[int]:
