@@ -48,7 +48,7 @@ from shared import events
 from shared.auth import Identity
 from shared.errors import Conflict, EmsupplyError, Forbidden, InvalidInput
 from shared.i18n import _
-from shared.sql import insert_for, int_rows, locks_rows
+from shared.sql import insert_for, locks_rows, value_rows
 
 # The one sign rule of a movement's quantity. Shown as the field's description in the API.
 QUANTITY_RULE = (
@@ -121,31 +121,36 @@ def touch(session: Session, pairs: set[tuple[int, int]]) -> None:
 def lock_balances_by_code(session: Session, pairs: Iterable[tuple[str, str]],
                           field: str = "lines") -> dict[tuple[str, str], int]:
     """Lock the balances of many (warehouse code, sku) pairs at once, as a plan's hold names
-    them: three statements for the whole set, the rows locked in stock id order (the one lock
-    order). A pair without a balance row has nothing to give and is left out of the answer
-    (nothing is created: a hold on it is a shortfall). Unknown codes are 422 naming `field`.
+    them: one statement for the whole set (the codes joined to their ids there), the rows
+    locked in stock id order (the one lock order). A pair without a balance row has nothing to
+    give and is left out of the answer (nothing is created: a hold on it is a shortfall).
+    Unknown codes are 422 naming `field`, looked for only when a pair was not found.
     Answers {(code, sku): stock id}."""
     pairs = sorted(set(pairs))
+    named = value_rows(session, "named", ("code", "sku"), pairs, (String, String))
+    query = (select(Stock.id, named.c.code, named.c.sku).select_from(named)
+             .join(Warehouse, Warehouse.code == named.c.code)
+             .join(Item, Item.sku == named.c.sku)
+             .join(Stock, (Stock.warehouse_id == Warehouse.id) & (Stock.item_id == Item.id))
+             .order_by(Stock.id))
+    if locks_rows(session):
+        query = query.with_for_update(of=Stock)
+    found = {(code, sku): stock_id for stock_id, code, sku in session.execute(query)}
+    if len(found) < len(pairs):
+        _known_codes(session, [pair for pair in pairs if pair not in found], field)
+    return found
+
+
+def _known_codes(session: Session, pairs: list[tuple[str, str]], field: str) -> None:
+    """422 naming `field` if a warehouse or an item of `pairs` does not exist."""
     codes, skus = sorted({c for c, _ in pairs}), sorted({s for _, s in pairs})
-    warehouses = dict(session.execute(select(Warehouse.code, Warehouse.id)
-                                      .where(Warehouse.code.in_(codes))).all())
-    items = dict(session.execute(select(Item.sku, Item.id).where(Item.sku.in_(skus))).all())
+    warehouses = set(session.scalars(select(Warehouse.code).where(Warehouse.code.in_(codes))))
+    items = set(session.scalars(select(Item.sku).where(Item.sku.in_(skus))))
     for name, known, wanted in (("warehouse", warehouses, codes), ("item", items, skus)):
         unknown = [value for value in wanted if value not in known]
         if unknown:
             detail = f"no {name} {', '.join(map(repr, unknown[:10]))}"
             raise InvalidInput(detail, errors={f"{field}.{name}": [detail]})
-    named = int_rows(session, "named", ("warehouse_id", "item_id"),
-                     sorted({(warehouses[c], items[s]) for c, s in pairs}))
-    query = (select(Stock.id, Stock.warehouse_id, Stock.item_id)
-             .join(named, (Stock.warehouse_id == named.c.warehouse_id)
-                   & (Stock.item_id == named.c.item_id))
-             .order_by(Stock.id))
-    if locks_rows(session):
-        query = query.with_for_update(of=Stock)
-    found = {(w, i): stock_id for stock_id, w, i in session.execute(query)}
-    return {(c, s): found[warehouses[c], items[s]] for c, s in pairs
-            if (warehouses[c], items[s]) in found}
 
 
 # The statements of the hot path, built once and bound on each call.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import BigInteger, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from inventory_svc import ledger, shelf
@@ -18,7 +18,7 @@ from inventory_svc.vocabulary import COMMITTED, EXPIRED, HELD, ISSUE, RELEASED
 from shared.auth import Identity
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.i18n import _
-from shared.sql import int_rows
+from shared.sql import value_rows
 
 MAX_ID = 2**63 - 1
 RESERVATIONS, LINES = Reservation.__table__, ReservationLine.__table__
@@ -69,7 +69,7 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
     day = shelf.today()
     held: set[int] = set()
     if rows:
-        asked = int_rows(session, "asked", ("stock_id", "quantity"),
+        asked = value_rows(session, "asked", ("stock_id", "quantity"),
                          [(stock_id, quantity) for stock_id, _c, _s, quantity in rows])
         held = set(session.scalars(
             update(Stock).where(Stock.id == asked.c.stock_id,
@@ -103,9 +103,11 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
         status=hold.status, reference=hold.reference, created_by=hold.created_by,
         created_at=hold.created_at, expires_at=hold.expires_at).returning(RESERVATIONS.c.id)
     ).scalar_one()
-    session.execute(insert(LINES), [{"reservation_id": hold.id, "stock_id": stock_id,
-                                     "quantity": quantity}
-                                    for stock_id, _c, _s, quantity in rows])
+    if rows:  # the lines in one statement too, from the rows the UPDATE was given
+        session.execute(insert(LINES).from_select(
+            ["reservation_id", "stock_id", "quantity"],
+            select(literal(hold.id, BigInteger), asked.c.stock_id, asked.c.quantity)
+            .order_by(asked.c.stock_id)))
     return hold
 
 
