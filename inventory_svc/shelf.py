@@ -33,11 +33,12 @@ def today(now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(PREFECTURE_TIME).date()
 
 
-def expired_in_balance(day) -> ColumnElement[int]:
-    """How much of a balance (correlated to `Stock`) is past its date on `day` (a date or a
-    bind parameter): for the guarded UPDATEs that hold or take only what is usable."""
+def expired_in_balance(day, stock_id: ColumnElement[int] = Stock.id) -> ColumnElement[int]:
+    """How much of a balance (correlated to `stock_id`, `Stock.id` unless given) is past its
+    date on `day` (a date or a bind parameter): for the guarded UPDATEs that hold or take only
+    what is usable."""
     return (select(cast(func.coalesce(func.sum(Lot.on_hand), 0), BigInteger))
-            .where(Lot.stock_id == Stock.id, Lot.expires_on < day).scalar_subquery())
+            .where(Lot.stock_id == stock_id, Lot.expires_on < day).scalar_subquery())
 
 
 def expired_stock(day: date | ColumnElement | None = None
