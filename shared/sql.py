@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     FromClause,
+    Insert,
     Table,
     Text,
+    bindparam,
     cast,
+    column,
     func,
     insert,
     literal,
@@ -57,22 +62,32 @@ def value_rows(session: Session, name: str, columns: Sequence[str],
 
 def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """INSERT many rows (dicts of the same keys) in one statement whatever their number: on
-    PostgreSQL one array a column, unnested (JSON columns sent as text and cast), a column that
-    is null in every row left to its default; elsewhere an executemany. A pipelined
-    executemany of a plan's 62 shipments was 62 statements for the database and a parameter
-    of SQLAlchemy's for each of their 800 values."""
+    PostgreSQL the rows sent as one JSON document and read by `json_to_recordset` (a column
+    null in every row left to its default); elsewhere an executemany. A pipelined executemany
+    of a plan's 62 shipments was 62 statements for the database and a parameter of
+    SQLAlchemy's for each of their 800 values; arrays a column, psycopg escapes each text
+    value in Python."""
     if not rows:
         return
     if session.get_bind().dialect.name != "postgresql":
         session.execute(insert(table), list(rows))
         return
-    names = [name for name in rows[0] if any(row[name] is not None for row in rows)]
-    kinds = [table.c[name].type for name in names]
-    as_json = [isinstance(kind, JSON) for kind in kinds]
-    values = [[json.dumps(row[name]) if text else row[name]
-               for name, text in zip(names, as_json, strict=True)] for row in rows]
-    sent = [Text() if text else kind for kind, text in zip(kinds, as_json, strict=True)]
-    named = value_rows(session, "new_rows", names, values, sent)
-    session.execute(insert(table).from_select(names, select(*(
-        cast(named.c[name], kind) if text else named.c[name]
-        for name, kind, text in zip(names, kinds, as_json, strict=True)))))
+    names = tuple(name for name in rows[0] if any(row[name] is not None for row in rows))
+    document = json.dumps([{name: row[name] for name in names} for row in rows],
+                          ensure_ascii=False, default=_json_value)
+    session.execute(_insert_from_json(table, names), {"rows": document})
+
+
+@functools.cache
+def _insert_from_json(table: Table, names: tuple[str, ...]) -> Insert:
+    """The INSERT of `insert_rows`, built once for a table and its columns given."""
+    found = func.json_to_recordset(cast(bindparam("rows", type_=Text()), JSON)).table_valued(
+        *(column(name, table.c[name].type) for name in names)).render_derived(
+        name="new_rows", with_types=True)
+    return insert(table).from_select(names, select(*(found.c[name] for name in names)))
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
