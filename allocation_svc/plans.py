@@ -503,9 +503,9 @@ def _insert(session: Session, plan: Plan) -> None:
         return
     rows = [{**_columns(shipment, SHIPMENTS), "plan_id": plan.id} for shipment in plan.shipments]
     if session.get_bind().dialect.name == "postgresql":
-        # The ids drawn first, then the rows sent as one INSERT of one array a column
-        # (`insert_rows`): an INSERT of 60 rows with RETURNING is a statement of 900
-        # placeholders that psycopg parses anew for every plan (5 ms).
+        # The ids drawn first, then the rows sent as one JSON document (`insert_rows`): an
+        # INSERT of 60 rows with RETURNING is a statement of 900 placeholders that psycopg
+        # parses anew for every plan (5 ms).
         ids = sorted(session.scalars(
             select(func.nextval(func.pg_get_serial_sequence(SHIPMENTS.name, "id")))
             .select_from(func.generate_series(1, len(rows)))).all())

@@ -70,7 +70,7 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
     held: set[int] = set()
     if rows:
         asked = value_rows(session, "asked", ("stock_id", "quantity"),
-                         [(stock_id, quantity) for stock_id, _c, _s, quantity in rows])
+                           [(stock_id, quantity) for stock_id, _c, _s, quantity in rows])
         # Each line's expired stock is found beside it, behind a fence (OFFSET 0): in the
         # UPDATE's own filter, PostgreSQL hashed the whole stock table to join the lines
         # (3-4 ms of a prefecture's plan, a nation's table read for 62 rows) instead of
