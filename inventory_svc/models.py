@@ -83,7 +83,8 @@ class Stock(Base):
         CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="reserved_within_on_hand"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"), index=True)
+    # Found by warehouse through the unique (warehouse_id, item_id) index: no index of its own.
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("warehouses.id"))
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
     on_hand: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved: Mapped[int] = mapped_column(BigInteger, default=0)
