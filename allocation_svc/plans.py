@@ -30,6 +30,7 @@ from allocation_svc.permissions import require, require_sites
 from allocation_svc.roadgraph import NoRoute, RoadGraph, Route
 from allocation_svc.vocabulary import ACTIVE, BACKBONE
 from shared import events, i18n
+from shared.answers import KeptAnswer
 from shared.auth import Identity
 from shared.client import RemoteError
 from shared.db import Database
@@ -88,8 +89,10 @@ class Allocation:
         return False
 
     # -- making a plan ---------------------------------------------------------------------
-    def create(self, identity: Identity, incident_id: int, data: dict[str, Any]) -> Plan:
-        """Solve, record the plan as `reserving`, hold its stock: `planned`, or the refusal."""
+    def create(self, identity: Identity, incident_id: int, data: dict[str, Any],
+               kept: KeptAnswer | None = None) -> Plan:
+        """Solve, record the plan as `reserving`, hold its stock: `planned`, or the refusal.
+        The request's key (`kept`) is claimed with the record and answered with the hold."""
         require(identity, "plans.write")
         with self.db.reading() as session:
             incident = incidents.get(session, incident_id)
@@ -102,9 +105,9 @@ class Allocation:
         _check_on_network(graph, demands)
         policy = self._policy(data, level)
         plan = self._record(identity, incident_id, graph.version, data, demands,
-                            self._solve(graph, network, sites, demands, policy), drill)
+                            self._solve(graph, network, sites, demands, policy), drill, kept)
         try:
-            return self._hold(plan)
+            return self._hold(plan, kept)
         except RemoteError as exc:
             if exc.status != 409:
                 raise
@@ -114,7 +117,7 @@ class Allocation:
         network = self.inventory.network()
         return self._hold(self._record(identity, incident_id, graph.version, data, demands,
                                        self._solve(graph, network, sites, demands, policy),
-                                       drill))
+                                       drill, kept), kept)
 
     def _demands(self, sites: list[dict], data: dict[str, Any],
                  kind: str) -> list[solver.Demand]:
@@ -165,7 +168,8 @@ class Allocation:
         return solver.solve(graph, depots(network, sites, graph, items), demands, policy)
 
     def _record(self, identity: Identity, incident_id: int, version: int, data: dict[str, Any],
-                demands: list[solver.Demand], result: solver.Plan, drill: bool) -> Plan:
+                demands: list[solver.Demand], result: solver.Plan, drill: bool,
+                kept: KeptAnswer | None = None) -> Plan:
         now = datetime.now(UTC)
         plan = Plan(incident_id=incident_id, status=lifecycle.RESERVING, graph_version=version,
                     policy={k: data.get(k) for k in POLICY_FIELDS},
@@ -176,10 +180,12 @@ class Allocation:
                     reservations=[], created_by=identity.actor, created_at=now, updated_at=now)
         plan.shipments = [shipment_row(s, lifecycle.RESERVING) for s in result.shipments]
         with self.db.unit_of_work() as session:
+            if kept is not None:
+                kept.claim(session)
             _insert(session, plan)
         return plan
 
-    def _hold(self, plan: Plan) -> Plan:
+    def _hold(self, plan: Plan, kept: KeptAnswer | None = None) -> Plan:
         """Hold the plan's stock. A refusal (409, 422) fails the plan and is the answer. When the
         inventory cannot be reached or answers too late, the hold may or may not exist: it is
         undone (the same idempotent request finds it, then it is released) and the plan fails;
@@ -201,6 +207,8 @@ class Allocation:
                 failure = exc
         with self.db.unit_of_work() as session:
             if failure is None and _held(session, plan, reservation_id, expires_at):
+                if kept is not None:
+                    kept.answer(session, plan)
                 return plan
             plan = _plan(session, plan.id, lock=True)
             if failure is None:

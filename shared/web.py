@@ -27,6 +27,7 @@ from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from werkzeug.routing import IntegerConverter
 
 from shared import auth, i18n
+from shared.answers import PENDING, KeptAnswer, KeyTaken
 from shared.config import Settings
 from shared.db import Database
 from shared.errors import (
@@ -100,13 +101,17 @@ class Blueprint(flask_smorest.Blueprint):
         return decorator
 
     def command(self, schema: type[Schema] | Schema, status: int = 201, *,
-                transaction: bool = True) -> Callable[[Callable], Callable]:
+                transaction: bool = True, keeps_answer: bool = False
+                ) -> Callable[[Callable], Callable]:
         """Declare a write once: `status` and `schema` both document the answer (OpenAPI) and
         make it (`run_command`, which also owns the Idempotency-Key).
 
         The view does the work and only that: with `transaction` it is called as
         `view(self, session, identity, *arguments)` inside one unit of work; without, as
-        `view(self, identity, *arguments)`, for a command that keeps its own transactions.
+        `view(self, identity, *arguments)`, for a command that keeps its own transactions;
+        with `keeps_answer` too, as `view(self, identity, *arguments, kept=...)`, `kept` being
+        the request's `KeptAnswer` (or None) for the command's own transactions to claim and
+        answer (`shared.answers`).
         """
         dumper = schema() if isinstance(schema, type) else schema
 
@@ -116,10 +121,14 @@ class Blueprint(flask_smorest.Blueprint):
                 if transaction:
                     def work(session, identity):
                         return view(instance, session, identity, *args, **kwargs)
+                elif keeps_answer:
+                    def work(identity, kept=None):
+                        return view(instance, identity, *args, kept=kept, **kwargs)
                 else:
                     def work(identity):
                         return view(instance, identity, *args, **kwargs)
-                return run_command(work, dumper, status, transaction=transaction)
+                return run_command(work, dumper, status, transaction=transaction,
+                                   keeps_answer=keeps_answer)
 
             return self.response(status, dumper)(command_view)
 
@@ -224,7 +233,7 @@ class _KeyTaken(Exception):
 
 
 def run_command(work: Callable[..., Any], schema: Schema, status: int = 201, *,
-                transaction: bool = True) -> Response:
+                transaction: bool = True, keeps_answer: bool = False) -> Response:
     """Run one write and answer `schema.dump(result)` with `status`; own its Idempotency-Key.
 
     With `transaction`, `work(session, identity)` runs in one unit of work, and the key and the
@@ -235,7 +244,10 @@ def run_command(work: Callable[..., Any], schema: Schema, status: int = 201, *,
     than no key. Without `transaction` (a command that calls another service between its own
     transactions, like a plan and its hold), `work(identity)` runs after the key is claimed, so
     a concurrent copy is told to retry instead of doing the work twice; a claim left by a
-    process that died is taken over after `STALE_CLAIM_S`.
+    process that died is taken over after `STALE_CLAIM_S`. With `keeps_answer` too,
+    `work(identity, kept)` claims the key in its first write's transaction and keeps its
+    answer in its last's (`shared.answers.KeptAnswer`): a concurrent copy then finds the key
+    taken at its first write and is told to retry; what the work did not keep, this keeps.
 
     A refusal (any 4xx) is kept as the answer too, so that a retry always replays what the
     first attempt answered; a failure of ours or of another service (5xx) is not, and a retry
@@ -246,10 +258,11 @@ def run_command(work: Callable[..., Any], schema: Schema, status: int = 201, *,
     """
     key = request.headers.get("Idempotency-Key")
     if key is not None:
-        return _keyed(work, schema, status, transaction, key)
+        return _keyed(work, schema, status, transaction, key, keeps_answer)
     nonce = g.get("nonce")
     if nonce is not None:
-        response = _keyed(work, schema, status, transaction, SIGNED_KEY_PREFIX + nonce)
+        response = _keyed(work, schema, status, transaction, SIGNED_KEY_PREFIX + nonce,
+                          keeps_answer)
         response.headers.pop("Idempotency-Key", None)
         return response
     identity = current_identity()
@@ -282,10 +295,13 @@ def forget_old_answers(db: Database, table: Table, now: datetime | None = None) 
 
 
 def _keyed(work: Callable[..., Any], schema: Schema, status: int, transaction: bool,
-           key: str) -> Response:
+           key: str, keeps_answer: bool = False) -> Response:
     ctx = context()
     identity = current_identity()
     fingerprint = _fingerprint(identity)
+    if not transaction and keeps_answer:
+        return _kept_by_work(ctx, key, fingerprint, lambda kept: work(identity, kept), schema,
+                             status)
     if not transaction:
         return _claimed(ctx, key, fingerprint, lambda: _dumps(schema.dump(work(identity))),
                         status)
@@ -313,7 +329,6 @@ def _keyed(work: Callable[..., Any], schema: Schema, status: int, transaction: b
 
 # A claim older than this belongs to a process that died mid-command (a plan takes seconds).
 STALE_CLAIM_S = 120
-_PENDING = 0
 
 
 def _claimed(ctx: ServiceContext, key: str, fingerprint: str, work: Callable[[], str],
@@ -323,14 +338,14 @@ def _claimed(ctx: ServiceContext, key: str, fingerprint: str, work: Callable[[],
     try:
         with ctx.db.unit_of_work() as session:
             session.execute(insert(table).values(key=key, fingerprint=fingerprint,
-                                                 status=_PENDING, body="", created_at=now))
+                                                 status=PENDING, body="", created_at=now))
     except IntegrityError:
         replay = _stored(ctx, key, fingerprint)
         if replay is not None:
             return replay
         with ctx.db.unit_of_work() as session:  # still pending: take it over only if stale
             taken = session.execute(
-                update(table).where(table.c.key == key, table.c.status == _PENDING,
+                update(table).where(table.c.key == key, table.c.status == PENDING,
                                     table.c.created_at < now - timedelta(seconds=STALE_CLAIM_S))
                 .values(created_at=now)).rowcount
         if not taken:
@@ -352,11 +367,76 @@ def _claimed(ctx: ServiceContext, key: str, fingerprint: str, work: Callable[[],
     return _answer(text, code, key)
 
 
+def _kept_by_work(ctx: ServiceContext, key: str, fingerprint: str,
+                  work: Callable[[KeptAnswer | None], Any], schema: Schema,
+                  status: int) -> Response:
+    """`work(kept)` claims the key and keeps its answer in its own transactions; what it did
+    not keep is kept here, as `_claimed` would. A key another request holds is answered as
+    `_claimed` answers it: replayed, refused while under way, or taken over when stale (the
+    work then runs with its key claimed here)."""
+    kept = KeptAnswer(ctx.idempotency, key, fingerprint, status,
+                      lambda result: _dumps(schema.dump(result)))
+    try:
+        result = work(kept)
+    except KeyTaken:
+        replay = _stored(ctx, key, fingerprint)
+        if replay is not None:
+            return replay
+        return _claimed(ctx, key, fingerprint, lambda: _dumps(schema.dump(work(None))),
+                        status)
+    except EmsupplyError as exc:
+        if exc.status >= 500:
+            if kept.claimed:
+                _forget(ctx, key)
+            raise
+        answered = kept.claimed and _keep(ctx, key, exc.status, _dumps(_problem_body(exc)),
+                                          exc.headers)
+        return answered or _keep_refusal(ctx, key, fingerprint, exc)
+    except BaseException:
+        if kept.claimed:
+            _forget(ctx, key)
+        raise
+    if kept.text is not None:
+        return _answer(kept.text, status, key)
+    text = _dumps(schema.dump(result))
+    answered = kept.claimed and _keep(ctx, key, status, text)
+    return answered or _kept_first(ctx, key, fingerprint, status, text)
+
+
+def _keep(ctx: ServiceContext, key: str, status: int, text: str,
+          headers: dict[str, str] | None = None) -> Response | None:
+    """The answer kept on the claim this request wrote; None when that claim is not there
+    (its transaction rolled back after the claim)."""
+    table = ctx.idempotency
+    with ctx.db.unit_of_work() as session:
+        kept = session.execute(update(table).where(table.c.key == key, table.c.status == PENDING)
+                               .values(status=status, body=text)).rowcount
+    return _answer(text, status, key, headers) if kept else None
+
+
+def _kept_first(ctx: ServiceContext, key: str, fingerprint: str, status: int,
+                text: str) -> Response:
+    """A success whose key was never claimed kept as a new answer, unless another request
+    answered first (then its answer is replayed)."""
+    try:
+        with ctx.db.unit_of_work() as session:
+            session.execute(insert(ctx.idempotency).values(
+                key=key, fingerprint=fingerprint, status=status, body=text,
+                created_at=datetime.now(UTC)))
+    except IntegrityError:
+        replay = _stored(ctx, key, fingerprint)
+        if replay is None:
+            raise Conflict("this Idempotency-Key is being used by another request; retry",
+                           headers={"Retry-After": "1"}) from None
+        return replay
+    return _answer(text, status, key)
+
+
 def _forget(ctx: ServiceContext, key: str) -> None:
     """Free a claim whose command failed on our side, so that a retry runs it again."""
     table = ctx.idempotency
     with contextlib.suppress(Exception), ctx.db.unit_of_work() as session:
-        session.execute(delete(table).where(table.c.key == key, table.c.status == _PENDING))
+        session.execute(delete(table).where(table.c.key == key, table.c.status == PENDING))
 
 
 def _keep_refusal(ctx: ServiceContext, key: str, fingerprint: str,
@@ -420,6 +500,6 @@ def _stored(ctx: ServiceContext, key: str, fingerprint: str) -> Response | None:
     if row.fingerprint != fingerprint:
         raise InvalidInput("this Idempotency-Key was already used with another request body",
                            errors={"Idempotency-Key": ["already used with another request"]})
-    if row.status == _PENDING:
+    if row.status == PENDING:
         return None
     return _answer(row.body, row.status, key, replayed=True)

@@ -112,10 +112,10 @@ class IncidentById(MethodView):
 @blp.route("/incidents/<int:incident_id>/allocations")
 class Allocations(MethodView):
     @blp.arguments(AllocationIn)
-    @blp.command(PlanOut, transaction=False)
-    def post(self, identity, data, incident_id):
+    @blp.command(PlanOut, transaction=False, keeps_answer=True)
+    def post(self, identity, data, incident_id, kept):
         """Plan which depot sends what, by which road; its stock is held at once"""
-        return allocation().create(identity, incident_id, data)
+        return allocation().create(identity, incident_id, data, kept)
 
 
 @blp.route("/allocations/<int:plan_id>")

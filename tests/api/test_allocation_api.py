@@ -248,11 +248,65 @@ def test_idempotent_plan_request(world):
     first = commander.post(path, demands, headers={"Idempotency-Key": "p-1"})
     second = commander.post(path, demands, headers={"Idempotency-Key": "p-1"})
     assert first.status_code == second.status_code == 201, first.get_json()
-    assert first.get_json()["id"] == second.get_json()["id"]
+    assert second.get_json() == first.get_json()  # the answer kept with the plan's hold
+    assert second.headers.get("Idempotent-Replayed") == "true"
     assert stock_of(inv, "KL")["reserved"] + stock_of(inv, "KL-T01")["reserved"] == 8
     other = commander.post(path, {"demands": [{"site": "V1", "item": "TENT", "quantity": 9}]},
                            headers={"Idempotency-Key": "p-1"})
     assert other.status_code == 422
+
+
+def test_a_plan_request_sent_again_while_the_first_is_under_way_is_told_to_retry(
+        world, allocation_app):
+    inv, alloc = world
+    incident = declare(alloc)
+    service = allocation_app.extensions["allocation"]
+    hold, again = service.inventory.reserve, []
+    commander = alloc.as_("commander")
+    path = f"/api/v1/incidents/{incident['id']}/allocations"
+    demands = {"demands": [{"site": "V1", "item": "TENT", "quantity": 8}]}
+
+    def sent_again_meanwhile(*args, **kwargs):  # the first has claimed its key with its record
+        again.append(commander.post(path, demands, headers={"Idempotency-Key": "p-twice"}))
+        return hold(*args, **kwargs)
+
+    service.inventory.reserve = sent_again_meanwhile
+    try:
+        first = commander.post(path, demands, headers={"Idempotency-Key": "p-twice"})
+    finally:
+        service.inventory.reserve = hold
+    assert first.status_code == 201, first.get_json()
+    assert again[0].status_code == 409 and again[0].headers["Retry-After"] == "1"
+    later = commander.post(path, demands, headers={"Idempotency-Key": "p-twice"})
+    assert later.status_code == 201 and later.get_json() == first.get_json()
+    assert stock_of(inv, "KL")["reserved"] + stock_of(inv, "KL-T01")["reserved"] == 8
+    assert alloc.get("/api/v1/allocations/2").status_code == 404  # one plan made
+
+
+def test_a_plan_whose_hold_failed_on_our_side_runs_again_when_retried(world, allocation_app):
+    inv, alloc = world
+    incident = declare(alloc)
+    service = allocation_app.extensions["allocation"]
+    hold = service.inventory.reserve
+    from shared.errors import Unavailable
+
+    def unreachable_once(*args, **kwargs):
+        service.inventory.reserve = hold
+        raise Unavailable("the inventory service is unreachable")
+
+    service.inventory.reserve = unreachable_once
+    commander = alloc.as_("commander")
+    path = f"/api/v1/incidents/{incident['id']}/allocations"
+    demands = {"demands": [{"site": "V1", "item": "TENT", "quantity": 8}]}
+    try:
+        first = commander.post(path, demands, headers={"Idempotency-Key": "p-again"})
+    finally:
+        service.inventory.reserve = hold
+    assert first.status_code == 503, first.get_json()  # the claim made with the record is freed
+    retry = commander.post(path, demands, headers={"Idempotency-Key": "p-again"})
+    assert retry.status_code == 201, retry.get_json()
+    assert "Idempotent-Replayed" not in retry.headers
+    assert stock_of(inv, "KL")["reserved"] + stock_of(inv, "KL-T01")["reserved"] == 8
 
 
 def test_a_refused_plan_request_replays_its_refusal_and_holds_nothing(world, allocation_app):
