@@ -228,10 +228,6 @@ def json_response(body: Any, status: int) -> Response:
                     mimetype="application/json")
 
 
-class _KeyTaken(Exception):
-    pass
-
-
 def run_command(work: Callable[..., Any], schema: Schema, status: int = 201, *,
                 transaction: bool = True, keeps_answer: bool = False) -> Response:
     """Run one write and answer `schema.dump(result)` with `status`; own its Idempotency-Key.
@@ -313,8 +309,8 @@ def _keyed(work: Callable[..., Any], schema: Schema, status: int, transaction: b
                     key=key, fingerprint=fingerprint, status=status, body=text,
                     created_at=datetime.now(UTC)))
             except IntegrityError:
-                raise _KeyTaken() from None
-    except _KeyTaken:
+                raise KeyTaken(key) from None
+    except KeyTaken:
         replay = _stored(ctx, key, fingerprint)
         if replay is None:
             raise Conflict("this Idempotency-Key is being used by another request; retry",
