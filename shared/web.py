@@ -311,11 +311,7 @@ def _keyed(work: Callable[..., Any], schema: Schema, status: int, transaction: b
             except IntegrityError:
                 raise KeyTaken(key) from None
     except KeyTaken:
-        replay = _stored(ctx, key, fingerprint)
-        if replay is None:
-            raise Conflict("this Idempotency-Key is being used by another request; retry",
-                           headers={"Retry-After": "1"}) from None
-        return replay
+        return _replayed(ctx, key, fingerprint)
     except EmsupplyError as exc:
         if exc.status >= 500:
             raise
@@ -345,8 +341,7 @@ def _claimed(ctx: ServiceContext, key: str, fingerprint: str, work: Callable[[],
                                     table.c.created_at < now - timedelta(seconds=STALE_CLAIM_S))
                 .values(created_at=now)).rowcount
         if not taken:
-            raise Conflict("this Idempotency-Key is being used by another request; retry",
-                           headers={"Retry-After": "1"}) from None
+            raise _busy() from None
     try:
         text, code = work(), status
     except EmsupplyError as exc:
@@ -420,12 +415,21 @@ def _kept_first(ctx: ServiceContext, key: str, fingerprint: str, status: int,
                 key=key, fingerprint=fingerprint, status=status, body=text,
                 created_at=datetime.now(UTC)))
     except IntegrityError:
-        replay = _stored(ctx, key, fingerprint)
-        if replay is None:
-            raise Conflict("this Idempotency-Key is being used by another request; retry",
-                           headers={"Retry-After": "1"}) from None
-        return replay
+        return _replayed(ctx, key, fingerprint)
     return _answer(text, status, key)
+
+
+def _replayed(ctx: ServiceContext, key: str, fingerprint: str) -> Response:
+    """The answer kept for `key`, or 409 while the request that holds it is under way."""
+    replay = _stored(ctx, key, fingerprint)
+    if replay is None:
+        raise _busy()
+    return replay
+
+
+def _busy() -> Conflict:
+    return Conflict("this Idempotency-Key is being used by another request; retry",
+                    headers={"Retry-After": "1"})
 
 
 def _forget(ctx: ServiceContext, key: str) -> None:
