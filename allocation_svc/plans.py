@@ -5,8 +5,9 @@ No transaction is held open across a call to the inventory service. A plan is fi
 `reserving`, then held (one all-or-none reservation, idempotent by the plan id), then marked
 `planned`. A plan left `reserving` by a process that died is settled by `reconcile` (run by the
 background worker when it starts and every few seconds; a new plan never waits for it), and its
-unconfirmed hold expires by itself in any case. The request's Idempotency-Key is the web
-layer's (`shared.web.run_command`).
+unconfirmed hold expires by itself in any case. The request's Idempotency-Key is claimed in
+the record's transaction and answered in the one that marks the plan held (`shared.answers`);
+the web layer (`shared.web.run_command`) keeps whatever the plan did not.
 """
 
 from __future__ import annotations
