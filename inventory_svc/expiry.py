@@ -61,8 +61,7 @@ def expire_due(session: Session, now: datetime | None = None) -> int:
     (an indexed look-up of ids, a statement built once: loading the holds as ORM objects was a
     millisecond of CPU on every plan's hold, for nothing); on PostgreSQL, holds another
     transaction is freeing are skipped."""
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    due = list(session.scalars(_DUE[postgresql], {"now": now or datetime.now(UTC)}))
+    due = list(session.scalars(_DUE[locks_rows(session)], {"now": now or datetime.now(UTC)}))
     if not due:
         return 0
     expired = list(session.scalars(select(Reservation).where(Reservation.id.in_(due))))
@@ -79,7 +78,7 @@ def expire_due(session: Session, now: datetime | None = None) -> int:
 _DUE_IDS = (select(Reservation.__table__.c.id)
             .where(Reservation.__table__.c.status == HELD,
                    Reservation.__table__.c.expires_at <= NOW))
-_DUE = {False: _DUE_IDS,  # PostgreSQL: locked as found, those being freed elsewhere skipped
+_DUE = {False: _DUE_IDS,  # locks_rows -> the statement; those being freed elsewhere skipped
         True: _DUE_IDS.with_for_update(skip_locked=True)}
 
 

@@ -18,7 +18,7 @@ from inventory_svc.vocabulary import COMMITTED, EXPIRED, HELD, ISSUE, RELEASED
 from shared.auth import Identity
 from shared.errors import Conflict, InvalidInput, NotFound
 from shared.i18n import _
-from shared.sql import value_rows
+from shared.sql import locks_rows, value_rows
 
 MAX_ID = 2**63 - 1
 RESERVATIONS, LINES = Reservation.__table__, ReservationLine.__table__
@@ -121,7 +121,7 @@ def create_reservation(session: Session, identity: Identity, data: dict[str, Any
 def get_reservation(session: Session, reservation_id: int, *, lock: bool = False) -> Reservation:
     _storable_id(reservation_id)
     query = select(Reservation).where(Reservation.id == reservation_id)
-    if lock and session.get_bind().dialect.name == "postgresql":
+    if lock and locks_rows(session):
         query = query.with_for_update(of=Reservation)
     reservation = session.scalar(query)
     if reservation is None:
@@ -193,7 +193,7 @@ def _release_whole(session: Session, reservation_id: int) -> NewHold:
     its time ran out), one released or expired is answered as it is, one committed is 409."""
     _storable_id(reservation_id)
     query = select(RESERVATIONS).where(RESERVATIONS.c.id == reservation_id)
-    if session.get_bind().dialect.name == "postgresql":
+    if locks_rows(session):
         query = query.with_for_update()
     found = session.execute(query).first()
     if found is None:

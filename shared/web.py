@@ -352,9 +352,7 @@ def _claimed(ctx: ServiceContext, key: str, fingerprint: str, work: Callable[[],
     except BaseException:
         _forget(ctx, key)
         raise
-    with ctx.db.unit_of_work() as session:
-        session.execute(update(table).where(table.c.key == key)
-                        .values(status=code, body=text))
+    _keep(ctx, key, code, text)
     return _answer(text, code, key)
 
 
@@ -370,9 +368,6 @@ def _kept_by_work(ctx: ServiceContext, key: str, fingerprint: str,
     try:
         result = work(kept)
     except KeyTaken:
-        replay = _stored(ctx, key, fingerprint)
-        if replay is not None:
-            return replay
         return _claimed(ctx, key, fingerprint, lambda: _dumps(schema.dump(work(None))),
                         status)
     except EmsupplyError as exc:
@@ -380,9 +375,10 @@ def _kept_by_work(ctx: ServiceContext, key: str, fingerprint: str,
             if kept.claimed:
                 _forget(ctx, key)
             raise
-        answered = kept.claimed and _keep(ctx, key, exc.status, _dumps(_problem_body(exc)),
-                                          exc.headers)
-        return answered or _keep_refusal(ctx, key, fingerprint, exc)
+        text = _dumps(_problem_body(exc))
+        if kept.claimed and _keep(ctx, key, exc.status, text):
+            return _answer(text, exc.status, key, exc.headers)
+        return _keep_refusal(ctx, key, fingerprint, exc)
     except BaseException:
         if kept.claimed:
             _forget(ctx, key)
@@ -390,33 +386,33 @@ def _kept_by_work(ctx: ServiceContext, key: str, fingerprint: str,
     if kept.text is not None:
         return _answer(kept.text, status, key)
     text = _dumps(schema.dump(result))
-    answered = kept.claimed and _keep(ctx, key, status, text)
-    return answered or _kept_first(ctx, key, fingerprint, status, text)
+    if (kept.claimed and _keep(ctx, key, status, text)) or \
+            _new_answer(ctx, key, fingerprint, status, text):
+        return _answer(text, status, key)
+    return _replayed(ctx, key, fingerprint)
 
 
-def _keep(ctx: ServiceContext, key: str, status: int, text: str,
-          headers: dict[str, str] | None = None) -> Response | None:
-    """The answer kept on the claim this request wrote; None when that claim is not there
-    (its transaction rolled back after the claim)."""
+def _keep(ctx: ServiceContext, key: str, status: int, text: str) -> bool:
+    """The answer kept on this request's pending claim; False when the claim is not there
+    (the transaction that wrote it rolled back)."""
     table = ctx.idempotency
     with ctx.db.unit_of_work() as session:
-        kept = session.execute(update(table).where(table.c.key == key, table.c.status == PENDING)
-                               .values(status=status, body=text)).rowcount
-    return _answer(text, status, key, headers) if kept else None
+        return bool(session.execute(update(table).where(table.c.key == key,
+                                                        table.c.status == PENDING)
+                                    .values(status=status, body=text)).rowcount)
 
 
-def _kept_first(ctx: ServiceContext, key: str, fingerprint: str, status: int,
-                text: str) -> Response:
-    """A success whose key was never claimed kept as a new answer, unless another request
-    answered first (then its answer is replayed)."""
+def _new_answer(ctx: ServiceContext, key: str, fingerprint: str, status: int,
+                text: str) -> bool:
+    """An answer kept for a key never claimed; False when another request has the key."""
     try:
         with ctx.db.unit_of_work() as session:
             session.execute(insert(ctx.idempotency).values(
                 key=key, fingerprint=fingerprint, status=status, body=text,
                 created_at=datetime.now(UTC)))
     except IntegrityError:
-        return _replayed(ctx, key, fingerprint)
-    return _answer(text, status, key)
+        return False
+    return True
 
 
 def _replayed(ctx: ServiceContext, key: str, fingerprint: str) -> Response:
@@ -443,17 +439,12 @@ def _keep_refusal(ctx: ServiceContext, key: str, fingerprint: str,
                   exc: EmsupplyError) -> Response:
     """Keep a 4xx as the key's answer, unless another attempt with the key answered first."""
     text = _dumps(_problem_body(exc))
-    try:
-        with ctx.db.unit_of_work() as session:
-            session.execute(insert(ctx.idempotency).values(
-                key=key, fingerprint=fingerprint, status=exc.status, body=text,
-                created_at=datetime.now(UTC)))
-    except IntegrityError:
-        replay = _stored(ctx, key, fingerprint)
-        if replay is not None:
-            return replay
-        raise exc from None
-    return _answer(text, exc.status, key, exc.headers)
+    if _new_answer(ctx, key, fingerprint, exc.status, text):
+        return _answer(text, exc.status, key, exc.headers)
+    replay = _stored(ctx, key, fingerprint)
+    if replay is not None:
+        return replay
+    raise exc
 
 
 def _problem_body(exc: EmsupplyError) -> dict[str, Any]:

@@ -25,9 +25,10 @@ def declare(alloc, **extra):
     return response.get_json()
 
 
-def plan(alloc, incident, demands, **extra):
+def plan(alloc, incident, demands, key=None, **extra):
     return alloc.as_("commander").post(f"/api/v1/incidents/{incident['id']}/allocations",
-                                       {"demands": demands, **extra})
+                                       {"demands": demands, **extra},
+                                       headers={"Idempotency-Key": key} if key else None)
 
 
 def stock_of(inv, warehouse, item="TENT"):
@@ -262,22 +263,20 @@ def test_a_plan_request_sent_again_while_the_first_is_under_way_is_told_to_retry
     incident = declare(alloc)
     service = allocation_app.extensions["allocation"]
     hold, again = service.inventory.reserve, []
-    commander = alloc.as_("commander")
-    path = f"/api/v1/incidents/{incident['id']}/allocations"
-    demands = {"demands": [{"site": "V1", "item": "TENT", "quantity": 8}]}
+    tents = [{"site": "V1", "item": "TENT", "quantity": 8}]
 
     def sent_again_meanwhile(*args, **kwargs):  # the first has claimed its key with its record
-        again.append(commander.post(path, demands, headers={"Idempotency-Key": "p-twice"}))
+        again.append(plan(alloc, incident, tents, key="p-twice"))
         return hold(*args, **kwargs)
 
     service.inventory.reserve = sent_again_meanwhile
     try:
-        first = commander.post(path, demands, headers={"Idempotency-Key": "p-twice"})
+        first = plan(alloc, incident, tents, key="p-twice")
     finally:
         service.inventory.reserve = hold
     assert first.status_code == 201, first.get_json()
     assert again[0].status_code == 409 and again[0].headers["Retry-After"] == "1"
-    later = commander.post(path, demands, headers={"Idempotency-Key": "p-twice"})
+    later = plan(alloc, incident, tents, key="p-twice")
     assert later.status_code == 201 and later.get_json() == first.get_json()
     assert stock_of(inv, "KL")["reserved"] + stock_of(inv, "KL-T01")["reserved"] == 8
     assert alloc.get("/api/v1/allocations/2").status_code == 404  # one plan made
@@ -288,6 +287,7 @@ def test_a_plan_whose_hold_failed_on_our_side_runs_again_when_retried(world, all
     incident = declare(alloc)
     service = allocation_app.extensions["allocation"]
     hold = service.inventory.reserve
+    tents = [{"site": "V1", "item": "TENT", "quantity": 8}]
     from shared.errors import Unavailable
 
     def unreachable_once(*args, **kwargs):
@@ -295,15 +295,12 @@ def test_a_plan_whose_hold_failed_on_our_side_runs_again_when_retried(world, all
         raise Unavailable("the inventory service is unreachable")
 
     service.inventory.reserve = unreachable_once
-    commander = alloc.as_("commander")
-    path = f"/api/v1/incidents/{incident['id']}/allocations"
-    demands = {"demands": [{"site": "V1", "item": "TENT", "quantity": 8}]}
     try:
-        first = commander.post(path, demands, headers={"Idempotency-Key": "p-again"})
+        first = plan(alloc, incident, tents, key="p-again")
     finally:
         service.inventory.reserve = hold
     assert first.status_code == 503, first.get_json()  # the claim made with the record is freed
-    retry = commander.post(path, demands, headers={"Idempotency-Key": "p-again"})
+    retry = plan(alloc, incident, tents, key="p-again")
     assert retry.status_code == 201, retry.get_json()
     assert "Idempotent-Replayed" not in retry.headers
     assert stock_of(inv, "KL")["reserved"] + stock_of(inv, "KL-T01")["reserved"] == 8
