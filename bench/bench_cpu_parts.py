@@ -18,10 +18,13 @@ times, the checkouts alternating:
   (what every plan reads first): CPU and wall per change and read (the UPDATE is the same
   on every checkout);
 - `read`: on such a copy, a keeper's look at one balance (GET /stock?warehouse=QDN&item=TENT,
-  as bench_speed.py's `hop` reads it): CPU and wall per read.
+  as bench_speed.py's `hop` reads it): CPU and wall per read;
+- `move`: on such a copy, a keeper's movement as the gateway passes it on (signed, so keyed by
+  its nonce), a receipt of one TENT at QDN then an issue of one, as bench_speed.py's `hot`
+  keepers post them: CPU and wall per movement.
 
     .venv/bin/python bench/bench_cpu_parts.py --code /tmp/base --code . [--rounds 2]
-        [--parts gateway,ingest,hold,since,read] [--redis redis://127.0.0.1:6379/13]
+        [--parts gateway,ingest,hold,since,read,move] [--redis redis://127.0.0.1:6379/13]
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("gateway", "ingest", "hold", "since", "read")
+PARTS = ("gateway", "ingest", "hold", "since", "read", "move")
 PG = "postgresql://postgres@127.0.0.1:5432"
 
 PRELUDE = """
@@ -239,7 +242,21 @@ found = timed(read, int(sys.argv[2]) // 2)
 print(json.dumps({"one balance read": found}))
 """
 
-SCRIPTS = {"gateway": GATEWAY, "ingest": INGEST, "hold": HOLD, "since": SINCE, "read": READ}
+MOVE = INVENTORY + """
+keeper = auth.Identity("keeper-1", "keeper", ("QDN",))
+kinds = ["receipt", "issue"]
+def move():
+    kinds.reverse()
+    body = json.dumps({"warehouse": "QDN", "item": "TENT", "kind": kinds[0], "quantity": 1,
+                       "reference": "bench-cpu"}).encode()
+    status, answer = call("POST", "/api/v1/movements", body, caller=keeper)
+    assert status.startswith("201"), answer[:300]
+found = timed(move, int(sys.argv[2]) // 3)
+print(json.dumps({"one movement": found}))
+"""
+
+SCRIPTS = {"gateway": GATEWAY, "ingest": INGEST, "hold": HOLD, "since": SINCE, "read": READ,
+           "move": MOVE}
 
 
 def template(pg: str) -> str | None:
@@ -252,7 +269,8 @@ def template(pg: str) -> str | None:
 
 def run(code: Path, part: str, args, seeded: str | None) -> dict:
     extra = {"gateway": [args.redis, STUB], "ingest": [],
-             "hold": [seeded or ""], "since": [seeded or ""], "read": [seeded or ""]}[part]
+             "hold": [seeded or ""], "since": [seeded or ""], "read": [seeded or ""],
+             "move": [seeded or ""]}[part]
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(SCRIPTS[part]), args.pg,
                            str(args.calls), *extra], cwd=code, capture_output=True, text=True,
                           check=False, env={**os.environ, "PYTHONPATH": str(code)})
@@ -280,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     codes = [code.resolve() for code in (args.code or [ROOT])]
     parts = [part for part in args.parts.split(",") if part]
     seeded = template(args.pg)
-    for part in ("hold", "since", "read"):
+    for part in ("hold", "since", "read", "move"):
         if part in parts and seeded is None:
             print(f"{part}: no seeded template; run bench/bench_speed.py once first",
                   file=sys.stderr)

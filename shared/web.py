@@ -19,8 +19,9 @@ from typing import Any
 import flask_smorest
 from flask import Flask, Response, current_app, g, request
 from marshmallow import Schema
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Insert, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
@@ -305,9 +306,7 @@ def _keyed(work: Callable[..., Any], schema: Schema, status: int, transaction: b
         with ctx.db.unit_of_work() as session:
             text = _dumps(schema.dump(work(session, identity)))
             try:
-                session.execute(insert(ctx.idempotency).values(
-                    key=key, fingerprint=fingerprint, status=status, body=text,
-                    created_at=datetime.now(UTC)))
+                _add_answer(session, ctx.idempotency, key, fingerprint, status, text)
             except IntegrityError:
                 raise KeyTaken(key) from None
     except KeyTaken:
@@ -329,8 +328,7 @@ def _claimed(ctx: ServiceContext, key: str, fingerprint: str, work: Callable[[],
     now = datetime.now(UTC)
     try:
         with ctx.db.unit_of_work() as session:
-            session.execute(insert(table).values(key=key, fingerprint=fingerprint,
-                                                 status=PENDING, body="", created_at=now))
+            _add_answer(session, table, key, fingerprint, PENDING, "", now)
     except IntegrityError:
         replay = _stored(ctx, key, fingerprint)
         if replay is not None:
@@ -407,12 +405,25 @@ def _new_answer(ctx: ServiceContext, key: str, fingerprint: str, status: int,
     """An answer kept for a key never claimed; False when another request has the key."""
     try:
         with ctx.db.unit_of_work() as session:
-            session.execute(insert(ctx.idempotency).values(
-                key=key, fingerprint=fingerprint, status=status, body=text,
-                created_at=datetime.now(UTC)))
+            _add_answer(session, ctx.idempotency, key, fingerprint, status, text)
     except IntegrityError:
         return False
     return True
+
+
+def _add_answer(session: Session, table: Table, key: str, fingerprint: str, status: int,
+                body: str, at: datetime | None = None) -> None:
+    """The one INSERT of a key's row (a claim or an answer); IntegrityError when it is taken."""
+    session.execute(_answer_insert(table), {"key": key, "fingerprint": fingerprint,
+                                            "status": status, "body": body,
+                                            "created_at": at or datetime.now(UTC)})
+
+
+@functools.cache
+def _answer_insert(table: Table) -> Insert:
+    """Built once: built on each call (its values, then its cache key) it cost a keeper's
+    movement about a tenth of the inventory's CPU."""
+    return insert(table)
 
 
 def _replayed(ctx: ServiceContext, key: str, fingerprint: str) -> Response:
