@@ -181,8 +181,7 @@ class Allocation:
                     reservations=[], created_by=identity.actor, created_at=now, updated_at=now)
         plan.shipments = [shipment_row(s, lifecycle.RESERVING) for s in result.shipments]
         with self.db.unit_of_work() as session:
-            if kept is not None:
-                kept.claim(session)
+            _claim(session, kept)
             _insert(session, plan)
         return plan
 
@@ -208,8 +207,7 @@ class Allocation:
                 failure = exc
         with self.db.unit_of_work() as session:
             if failure is None and _held(session, plan, reservation_id, expires_at):
-                if kept is not None:
-                    kept.answer(session, plan)
+                _answer(session, kept, plan)
                 return plan
             plan = _plan(session, plan.id, lock=True)
             if failure is None:
@@ -237,19 +235,23 @@ class Allocation:
             require_sites(identity, incidents.get(session, plan.incident_id).sites)
             return plan
 
-    def dispatch(self, identity: Identity, plan_id: int) -> Plan:
+    def dispatch(self, identity: Identity, plan_id: int,
+                 kept: KeptAnswer | None = None) -> Plan:
         """Commit every hold of the plan: the stock leaves the depots."""
-        return self._settle(identity, plan_id, lifecycle.DISPATCH)
+        return self._settle(identity, plan_id, lifecycle.DISPATCH, kept)
 
-    def cancel(self, identity: Identity, plan_id: int) -> Plan:
+    def cancel(self, identity: Identity, plan_id: int, kept: KeptAnswer | None = None) -> Plan:
         """Release every hold of a plan not yet dispatched."""
-        return self._settle(identity, plan_id, lifecycle.CANCEL)
+        return self._settle(identity, plan_id, lifecycle.CANCEL, kept)
 
-    def _settle(self, identity: Identity, plan_id: int, action: str) -> Plan:
+    def _settle(self, identity: Identity, plan_id: int, action: str,
+                kept: KeptAnswer | None = None) -> Plan:
         """Dispatch or cancel: each hold committed or released under a key of its own (a retry
         after a failure part-way finishes the rest), then the plan and its shipments move. A
         hold that ran out is not dispatched: the plan lapses, and the answer says how to hold
-        it again; cancelling a lapsed plan (or a drill's) has nothing to release."""
+        it again; cancelling a lapsed plan (or a drill's) has nothing to release. The
+        request's key (`kept`) is claimed and answered with the move: a copy sent meanwhile
+        only repeats the keyed calls to the inventory, which count once."""
         require(identity, "plans.write")
         plan = self._in_scope(identity, plan_id)
         if lifecycle.already_done(plan.status, action):
@@ -269,14 +271,18 @@ class Allocation:
                     if action == lifecycle.DISPATCH:
                         raise _lapsed(self._lapse(plan.id)) from None
         with self.db.unit_of_work() as session:
+            _claim(session, kept)
             plan = _plan(session, plan_id, lock=True)
             _move(session, plan, action)
+            _answer(session, kept, plan)
         return plan
 
-    def hold_again(self, identity: Identity, plan_id: int) -> Plan:
+    def hold_again(self, identity: Identity, plan_id: int,
+                   kept: KeptAnswer | None = None) -> Plan:
         """Hold a lapsed plan's stock anew (one hold for all it still carries, keyed by the
         holds that lapsed, so a retry finds it): `planned` again, or the inventory's refusal
-        (someone took the stock meanwhile) with the plan still `lapsed`."""
+        (someone took the stock meanwhile) with the plan still `lapsed`. The request's key
+        (`kept`) is claimed and answered in the one write, as a dispatch's is."""
         require(identity, "plans.write")
         plan = self._in_scope(identity, plan_id)
         if lifecycle.already_done(plan.status, lifecycle.HOLD_AGAIN):
@@ -286,15 +292,16 @@ class Allocation:
         key = f"plan:{plan.id}:hold-again:{'-'.join(map(str, plan.reservations)) or 'none'}"
         held = self.inventory.reserve(key, hold_lines(live), self.hold_ttl_s, f"plan:{plan.id}")
         with self.db.unit_of_work() as session:
+            _claim(session, kept)
             plan = _plan(session, plan_id, lock=True)
-            if plan.status != lifecycle.LAPSED:  # held again by a retry meanwhile
-                return plan
-            plan.reservations = [held["id"]]
-            plan.hold_expires_at = _expiry(held, self.hold_ttl_s)
-            for shipment in plan.shipments:
-                if lifecycle.counts(shipment.status):
-                    shipment.reservation_id = held["id"]
-            _move(session, plan, lifecycle.HOLD_AGAIN)
+            if plan.status == lifecycle.LAPSED:  # else held again by a retry meanwhile
+                plan.reservations = [held["id"]]
+                plan.hold_expires_at = _expiry(held, self.hold_ttl_s)
+                for shipment in plan.shipments:
+                    if lifecycle.counts(shipment.status):
+                        shipment.reservation_id = held["id"]
+                _move(session, plan, lifecycle.HOLD_AGAIN)
+            _answer(session, kept, plan)
         return plan
 
     def _lapse(self, plan_id: int) -> Plan:
@@ -561,6 +568,16 @@ def _held(session: Session, plan: Plan, reservation_id: int | None,
     if event:
         events.record(session, outbox, event, plan_event(plan))
     return True
+
+
+def _claim(session: Session, kept: KeptAnswer | None) -> None:
+    if kept is not None:
+        kept.claim(session)
+
+
+def _answer(session: Session, kept: KeptAnswer | None, plan: Plan) -> None:
+    if kept is not None:
+        kept.answer(session, plan)
 
 
 def _plan(session: Session, plan_id: int, lock: bool = False) -> Plan:

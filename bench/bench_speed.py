@@ -5,6 +5,7 @@ through the gateway, each figure beside its baseline in the same run:
 
 - plan:   a small plan (3 villages of one county x 10 items, `nearest`) through the gateway,
           median and p90, against the solver's own time for the same request in this process;
+          each plan is then cancelled, and the cancel's median shown beside it;
 - storm:  the seed's storm plan (three Rongjiang townships, 9,690 people, 3 days, backbone);
 - hot:    16 keepers posting movements on ONE balance (QDN, TENT) through the gateway, against
           a bare `UPDATE stock ... RETURNING` loop on the same row from 16 connections;
@@ -527,7 +528,7 @@ def small_plan(api: Api, data, args, title: str) -> tuple[int, str, dict]:
 def part_plan(suite: Suite, data, args) -> dict:
     api = suite.api("commander")
     incident_id, path, body = small_plan(api, data, args, "speed: small plan")
-    times, shipments, trips = [], [], []
+    times, cancels, shipments, trips = [], [], [], []
     meter = None
     for n in range(args.warmups + args.plans):
         if n == args.warmups:
@@ -536,6 +537,7 @@ def part_plan(suite: Suite, data, args) -> dict:
         plan = api.call("POST", path, body)
         elapsed = time.perf_counter() - started
         api.call("POST", f"/api/v1/allocations/{plan['id']}/cancel")
+        cancels.append(time.perf_counter() - started - elapsed)
         if plan["status"] != "planned" or plan["unmet"]:
             raise RuntimeError(f"small plan {plan['id']}: {plan['status']}, "
                                f"unmet {plan['unmet'][:3]}")
@@ -544,6 +546,7 @@ def part_plan(suite: Suite, data, args) -> dict:
             shipments.append(len(plan["shipments"]))
             trips.append(len(plan.get("trips") or []))
     out = {"plan_median_s": statistics.median(times), "plan_p90_s": pct(times, 90),
+           "cancel_median_s": statistics.median(cancels[args.warmups:]),
            "plan_min_s": min(times), "plan_n": len(times),
            "plan_shipments": statistics.median(shipments), "plan_trips": statistics.median(trips),
            "plan_lines": len(body["demands"]), "plan_load": load(),
@@ -1173,6 +1176,8 @@ def report(figures: dict, args, suite: Suite) -> None:
             median < AIMS["plan_ms"], f"p90 {p['plan_p90_s'] * 1e3:.1f} ms, n={p['plan_n']}, "
             f"{p['plan_shipments']:.0f} shipments, load {p['plan_load']}; "
             f"{cpu_note(p['plan_cpu'], 'plan and its cancel')}")
+        row("  its cancel (the hold released), median", f"{p['cancel_median_s'] * 1e3:.1f} ms",
+            "", None)
         row("  solver alone (solve), median", f"{solver_s:.2f} ms", "", None,
             f"{p['solver_shipments']} shipments (the service's: {p['plan_shipments']:.0f}); "
             f"depots() {p['depots_median_s'] * 1e3:.2f} ms; snapshot "

@@ -128,27 +128,27 @@ class PlanById(MethodView):
 
 @blp.route("/allocations/<int:plan_id>/dispatch")
 class Dispatch(MethodView):
-    @blp.command(PlanOut, 200, transaction=False)
-    def post(self, identity, plan_id):
+    @blp.command(PlanOut, 200, transaction=False, keeps_answer=True)
+    def post(self, identity, plan_id, kept):
         """Dispatch: the held stock leaves the depots"""
-        return allocation().dispatch(identity, plan_id)
+        return allocation().dispatch(identity, plan_id, kept)
 
 
 @blp.route("/allocations/<int:plan_id>/cancel")
 class Cancel(MethodView):
-    @blp.command(PlanOut, 200, transaction=False)
-    def post(self, identity, plan_id):
+    @blp.command(PlanOut, 200, transaction=False, keeps_answer=True)
+    def post(self, identity, plan_id, kept):
         """Cancel a plan that was not dispatched: its hold is released"""
-        return allocation().cancel(identity, plan_id)
+        return allocation().cancel(identity, plan_id, kept)
 
 
 @blp.route("/allocations/<int:plan_id>/hold")
 class HoldAgain(MethodView):
-    @blp.command(PlanOut, 200, transaction=False)
-    def post(self, identity, plan_id):
+    @blp.command(PlanOut, 200, transaction=False, keeps_answer=True)
+    def post(self, identity, plan_id, kept):
         """Hold again the stock of a plan whose hold ran out (`lapsed`): `planned` again, or 409
         if the stock went elsewhere meanwhile"""
-        return allocation().hold_again(identity, plan_id)
+        return allocation().hold_again(identity, plan_id, kept)
 
 
 @blp.route("/allocations/<int:plan_id>/deliveries")

@@ -306,6 +306,59 @@ def test_a_plan_whose_hold_failed_on_our_side_runs_again_when_retried(world, all
     assert stock_of(inv, "KL")["reserved"] + stock_of(inv, "KL-T01")["reserved"] == 8
 
 
+def test_a_dispatch_sent_again_meanwhile_is_answered_once_and_issues_once(world, allocation_app):
+    inv, alloc = world
+    body = plan(alloc, declare(alloc), [{"site": "V1", "item": "TENT", "quantity": 20}]).get_json()
+    service = allocation_app.extensions["allocation"]
+    commit, again = service.inventory.commit, []
+    path = f"/api/v1/allocations/{body['id']}/dispatch"
+    commander = alloc.as_("commander")
+
+    def sent_again_meanwhile(*args, **kwargs):  # before the first has claimed its key
+        service.inventory.commit = commit
+        again.append(commander.post(path, headers={"Idempotency-Key": "d-twice"}))
+        return commit(*args, **kwargs)
+
+    service.inventory.commit = sent_again_meanwhile
+    try:
+        first = commander.post(path, headers={"Idempotency-Key": "d-twice"})
+    finally:
+        service.inventory.commit = commit
+    assert again[0].status_code == 200 and again[0].get_json()["status"] == "dispatched"
+    assert first.status_code == 200, first.get_json()  # the copy's answer, kept with its move
+    assert first.get_json() == again[0].get_json()
+    assert first.headers.get("Idempotent-Replayed") == "true"
+    later = commander.post(path, headers={"Idempotency-Key": "d-twice"})
+    assert later.get_json() == first.get_json() and later.headers["Idempotent-Replayed"] == "true"
+    assert stock_of(inv, "KL")["on_hand"] == 5 and stock_of(inv, "KL")["reserved"] == 0
+    assert stock_of(inv, "KL-T01")["on_hand"] == 0
+
+
+def test_a_cancel_that_failed_on_our_side_runs_again_when_retried(world, allocation_app):
+    inv, alloc = world
+    body = plan(alloc, declare(alloc), [{"site": "V1", "item": "TENT", "quantity": 20}]).get_json()
+    service = allocation_app.extensions["allocation"]
+    release = service.inventory.release
+    path = f"/api/v1/allocations/{body['id']}/cancel"
+    from shared.errors import Unavailable
+
+    def unreachable_once(*args, **kwargs):
+        service.inventory.release = release
+        raise Unavailable("the inventory service is unreachable")
+
+    service.inventory.release = unreachable_once
+    try:
+        first = alloc.as_("commander").post(path, headers={"Idempotency-Key": "c-again"})
+    finally:
+        service.inventory.release = release
+    assert first.status_code == 503, first.get_json()
+    assert stock_of(inv, "KL")["reserved"] == 15
+    retry = alloc.as_("commander").post(path, headers={"Idempotency-Key": "c-again"})
+    assert retry.status_code == 200 and retry.get_json()["status"] == "cancelled"
+    assert "Idempotent-Replayed" not in retry.headers
+    assert stock_of(inv, "KL")["reserved"] == 0 and stock_of(inv, "KL")["on_hand"] == 20
+
+
 def test_a_refused_plan_request_replays_its_refusal_and_holds_nothing(world, allocation_app):
     inv, alloc = world
     incident = declare(alloc)
