@@ -272,8 +272,9 @@ class Allocation:
                         raise _lapsed(self._lapse(plan.id)) from None
         with self.db.unit_of_work() as session:
             _claim(session, kept)
-            plan = _plan(session, plan_id, lock=True)
-            _move(session, plan, action)
+            if not _moved(session, plan, action):
+                plan = _plan(session, plan_id, lock=True)
+                _move(session, plan, action)
             _answer(session, kept, plan)
         return plan
 
@@ -542,29 +543,42 @@ def _columns(row: Plan | Shipment, table: Table) -> dict[str, Any]:
 
 def _held(session: Session, plan: Plan, reservation_id: int | None,
           expires_at: datetime | None) -> bool:
-    """`_move` by HOLD_OK for a plan just written by `_insert` (not in the session): two
-    UPDATEs guarded by the status it was written with, the objects changed alike. False when
-    another process moved the plan meanwhile (`reconcile`); the caller then goes the ORM way,
-    which refuses or follows what was done."""
-    before = plan.status
-    after = lifecycle.next_status(before, lifecycle.HOLD_OK, plan.id)
-    now = datetime.now(UTC)
+    """`_moved` by HOLD_OK for a plan just written by `_insert`, its hold written with it."""
     reservations = [reservation_id] if reservation_id else []
-    moved = session.execute(update(PLANS).where(PLANS.c.id == plan.id, PLANS.c.status == before)
-                            .values(status=after, reservations=reservations,
-                                    hold_expires_at=expires_at, updated_at=now))
+    return _moved(session, plan, lifecycle.HOLD_OK,
+                  {"reservations": reservations, "hold_expires_at": expires_at},
+                  {"reservation_id": reservation_id})
+
+
+def _moved(session: Session, plan: Plan, action: str, values: dict[str, Any] | None = None,
+           shipment_values: dict[str, Any] | None = None) -> bool:
+    """`_move` for a plan read or written in an earlier transaction (not in this session): two
+    UPDATEs guarded by the status and the time of that read, the objects changed alike (the
+    ORM would load the plan and its shipments again, then flush each shipment: a fifth of a
+    dispatch). False when another request moved or changed the plan meanwhile; the caller then
+    goes the ORM way, which refuses or follows what was done."""
+    values, shipment_values = values or {}, shipment_values or {}
+    before = plan.status
+    after = lifecycle.next_status(before, action, plan.id)
+    now = datetime.now(UTC)
+    moved = session.execute(update(PLANS).where(PLANS.c.id == plan.id, PLANS.c.status == before,
+                                                PLANS.c.updated_at == plan.updated_at)
+                            .values(status=after, updated_at=now, **values))
     if moved.rowcount != 1:
         return False
+    moving = lifecycle.shipment_status(before, before, after)
     session.execute(update(SHIPMENTS).where(SHIPMENTS.c.plan_id == plan.id,
                                             SHIPMENTS.c.status == before)
-                    .values(status=lifecycle.shipment_status(before, before, after),
-                            reservation_id=reservation_id))
-    plan.status, plan.reservations, plan.hold_expires_at, plan.updated_at = (
-        after, reservations, expires_at, now)
+                    .values(status=moving, **shipment_values))
+    for name, value in values.items():
+        setattr(plan, name, value)
+    plan.status, plan.updated_at = after, now
     for shipment in plan.shipments:
-        shipment.status = lifecycle.shipment_status(shipment.status, before, after)
-        shipment.reservation_id = reservation_id
-    event = lifecycle.EVENTS.get(lifecycle.HOLD_OK)
+        if shipment.status == before:
+            shipment.status = moving
+            for name, value in shipment_values.items():
+                setattr(shipment, name, value)
+    event = lifecycle.EVENTS.get(action)
     if event:
         events.record(session, outbox, event, plan_event(plan))
     return True

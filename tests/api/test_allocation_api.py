@@ -359,6 +359,37 @@ def test_a_cancel_that_failed_on_our_side_runs_again_when_retried(world, allocat
     assert stock_of(inv, "KL")["reserved"] == 0 and stock_of(inv, "KL")["on_hand"] == 20
 
 
+def test_a_cancel_of_a_plan_changed_meanwhile_moves_the_plan_as_it_now_is(world,
+                                                                        allocation_app):
+    inv, alloc = world
+    body = plan(alloc, declare(alloc), [{"site": "V1", "item": "TENT", "quantity": 20}]).get_json()
+    service = allocation_app.extensions["allocation"]
+    release = service.inventory.release
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from allocation_svc.models import Plan
+
+    def changed_meanwhile(*args, **kwargs):  # another request wrote the plan after our read
+        with service.db.unit_of_work() as session:
+            session.execute(update(Plan).where(Plan.id == body["id"])
+                            .values(failure="noted meanwhile", updated_at=datetime.now(UTC)))
+        return release(*args, **kwargs)
+
+    service.inventory.release = changed_meanwhile
+    try:
+        cancelled = alloc.as_("commander").post(f"/api/v1/allocations/{body['id']}/cancel")
+    finally:
+        service.inventory.release = release
+    assert cancelled.status_code == 200, cancelled.get_json()
+    answer = cancelled.get_json()
+    assert answer["status"] == "cancelled" and answer["failure"] == "noted meanwhile"
+    assert {s["status"] for s in answer["shipments"]} == {"cancelled"}
+    assert alloc.get(f"/api/v1/allocations/{body['id']}").get_json() == answer
+    assert stock_of(inv, "KL")["reserved"] == 0
+
+
 def test_a_refused_plan_request_replays_its_refusal_and_holds_nothing(world, allocation_app):
     inv, alloc = world
     incident = declare(alloc)
