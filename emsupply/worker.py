@@ -144,15 +144,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the gateway listens (default: EMSUPPLY_PORT's)")
     parser.add_argument("--services", default="inventory,allocation")
     args = parser.parse_args(argv)
+    stopped = threading.Event()  # first: a stop asked while starting still ends cleanly
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
     logs.configure("worker")
     gateway = load_settings("gateway", data_dir=args.data_dir)
     services = {name: load_settings(name, data_dir=args.data_dir)
                 for name in args.services.split(",") if name}
     url = args.gateway_url or f"http://127.0.0.1:{os.environ.get('EMSUPPLY_PORT', '8000')}"
     background = Background(services, gateway, url).start()
-    stopped = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopped.set())
+    log.info("worker running: relays of %s, webhooks, housekeeping", ", ".join(services))
     stopped.wait()
     background.stop()
     return 0
