@@ -553,10 +553,11 @@ def _held(session: Session, plan: Plan, reservation_id: int | None,
 def _moved(session: Session, plan: Plan, action: str, values: dict[str, Any] | None = None,
            shipment_values: dict[str, Any] | None = None) -> bool:
     """`_move` for a plan read or written in an earlier transaction (not in this session): two
-    UPDATEs guarded by the status and the time of that read, the objects changed alike (the
-    ORM would load the plan and its shipments again, then flush each shipment: a fifth of a
-    dispatch). False when another request moved or changed the plan meanwhile; the caller then
-    goes the ORM way, which refuses or follows what was done."""
+    UPDATEs guarded by the status and the time of that read, the objects changed alike. (The
+    ORM would load the plan and its shipments again under a lock, then flush each shipment: a
+    third of the allocation's time for a cancel of 62 shipments.) False when another request
+    moved or changed the plan meanwhile (every write of a plan stamps `updated_at`); the caller
+    then goes the ORM way, which refuses or follows what was done."""
     values, shipment_values = values or {}, shipment_values or {}
     before = plan.status
     after = lifecycle.next_status(before, action, plan.id)
